@@ -26,7 +26,10 @@ pub fn to_string(v: &Value) -> String {
 }
 
 pub fn to_string_with(v: &Value, opts: EmitOptions) -> String {
-    let mut e = Emitter { out: String::new(), best: opts.indent.max(2) };
+    let mut e = Emitter {
+        out: String::new(),
+        best: opts.indent.max(2),
+    };
     e.top(v);
     e.out
 }
@@ -163,7 +166,8 @@ fn is_multiline(s: &str) -> bool {
 fn literal_ok(s: &str) -> bool {
     !s.starts_with(' ')
         && !s.starts_with('\n')
-        && s.split('\n').all(|l| !l.ends_with(' ') && !l.ends_with('\t'))
+        && s.split('\n')
+            .all(|l| !l.ends_with(' ') && !l.ends_with('\t'))
         && s.chars().all(|c| c == '\n' || c == '\t' || is_printable(c))
 }
 
@@ -190,7 +194,11 @@ fn float_str(f: f64) -> String {
     if f.is_nan() {
         ".nan".into()
     } else if f.is_infinite() {
-        if f > 0.0 { ".inf".into() } else { "-.inf".into() }
+        if f > 0.0 {
+            ".inf".into()
+        } else {
+            "-.inf".into()
+        }
     } else {
         // Debug keeps a `.0` or an exponent, so the text reads back as a float.
         format!("{f:?}")
@@ -199,11 +207,17 @@ fn float_str(f: f64) -> String {
 
 /// A string as a plain scalar when that reads back as the same string, else double-quoted.
 fn scalar_str(s: &str) -> String {
-    if plain_ok(s) { s.to_string() } else { double_quoted(s) }
+    if plain_ok(s) {
+        s.to_string()
+    } else {
+        double_quoted(s)
+    }
 }
 
 fn plain_ok(s: &str) -> bool {
-    let Some(first) = s.chars().next() else { return false };
+    let Some(first) = s.chars().next() else {
+        return false;
+    };
     if needs_quotes_for_type(s) || s == "<<" {
         return false;
     }
@@ -213,14 +227,15 @@ fn plain_ok(s: &str) -> bool {
     let second_is_space = s.chars().nth(1).is_none_or(char::is_whitespace);
     match first {
         '-' | '?' | ':' if second_is_space => return false,
-        ',' | '[' | ']' | '{' | '}' | '#' | '&' | '*' | '!' | '|' | '>' | '\'' | '"' | '%' | '@'
-        | '`' => return false,
+        ',' | '[' | ']' | '{' | '}' | '#' | '&' | '*' | '!' | '|' | '>' | '\'' | '"' | '%'
+        | '@' | '`' => return false,
         _ => {}
     }
     if s.contains(": ") || s.contains(" #") || s.ends_with(':') {
         return false;
     }
-    s.chars().all(|c| c != '\t' && c != '\n' && c != '\r' && is_printable(c))
+    s.chars()
+        .all(|c| c != '\t' && c != '\n' && c != '\r' && is_printable(c))
 }
 
 fn is_printable(c: char) -> bool {
@@ -263,7 +278,9 @@ mod tests {
 
     fn roundtrip(v: &Value, indent: usize) {
         let text = to_string_with(v, EmitOptions { indent });
-        let back = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}")).to_value();
+        let back = parse(&text)
+            .unwrap_or_else(|e| panic!("{e}\n{text}"))
+            .to_value();
         assert_eq!(&back, v, "\n{text}");
     }
 
@@ -296,9 +313,30 @@ mod tests {
     #[test]
     fn quoting() {
         for s in [
-            "true", "on", "0644", "1.5", "", " lead", "trail ", "a: b", "a #b", "#c", "- x", "*x",
-            "null", "~", "2026-01-01", "tab\there", "back\\slash \"q\"", "\u{7}", "{x}", "x:",
-            "<<", "12:30", "-", "@at",
+            "true",
+            "on",
+            "0644",
+            "1.5",
+            "",
+            " lead",
+            "trail ",
+            "a: b",
+            "a #b",
+            "#c",
+            "- x",
+            "*x",
+            "null",
+            "~",
+            "2026-01-01",
+            "tab\there",
+            "back\\slash \"q\"",
+            "\u{7}",
+            "{x}",
+            "x:",
+            "<<",
+            "12:30",
+            "-",
+            "@at",
         ] {
             roundtrip(&json!({ "k": s, s: 1 }), 2);
         }
@@ -309,7 +347,15 @@ mod tests {
 
     #[test]
     fn multiline_strings() {
-        for s in ["a\nb\n", "a\nb", "a\n\nb\n\n", "  lead\nx\n", "trail \nx\n", "x\r\ny\n", "\nx\n"] {
+        for s in [
+            "a\nb\n",
+            "a\nb",
+            "a\n\nb\n\n",
+            "  lead\nx\n",
+            "trail \nx\n",
+            "x\r\ny\n",
+            "\nx\n",
+        ] {
             roundtrip(&json!({ "k": s, "l": [s, {"m": s}] }), 2);
             roundtrip(&json!({ "k": s, "l": [s, {"m": s}] }), 4);
         }
@@ -319,7 +365,10 @@ mod tests {
 
     #[test]
     fn numbers_and_nesting() {
-        roundtrip(&json!({"i": -5, "u": u64::MAX, "f": 1.0, "g": 0.1, "h": 1e300, "n": null, "b": false}), 2);
+        roundtrip(
+            &json!({"i": -5, "u": u64::MAX, "f": 1.0, "g": 0.1, "h": 1e300, "n": null, "b": false}),
+            2,
+        );
         roundtrip(&json!([[1, [2, 3]], {"a": [{"b": {"c": [1]}}]}, []]), 2);
         roundtrip(&json!([[1, [2, 3]], {"a": [{"b": {"c": [1]}}]}, []]), 4);
         assert_eq!(to_string(&json!({"f": 1.0})), "f: 1.0\n");

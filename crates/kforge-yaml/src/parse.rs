@@ -43,7 +43,11 @@ pub struct ParseError {
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} at line {} column {}", self.message, self.pos.line, self.pos.col)
+        write!(
+            f,
+            "{} at line {} column {}",
+            self.message, self.pos.line, self.pos.col
+        )
     }
 }
 
@@ -54,6 +58,9 @@ impl std::error::Error for ParseError {}
 pub struct Node {
     pub value: NodeValue,
     pub span: Span,
+    /// The source text of a non-string scalar (`0644`, `1.30`, `yes`), for readers that
+    /// take any scalar as a string the way Go's yaml.v3 does.
+    pub raw: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -96,6 +103,15 @@ impl Node {
         }
     }
 
+    /// The text of any scalar as written (strings as their value); `None` for collections.
+    pub fn scalar_text(&self) -> Option<&str> {
+        match &self.value {
+            NodeValue::Str(s) => Some(s),
+            NodeValue::Seq(_) | NodeValue::Map(_) => None,
+            _ => self.raw.as_deref(),
+        }
+    }
+
     pub fn as_seq(&self) -> Option<&[Node]> {
         match &self.value {
             NodeValue::Seq(items) => Some(items),
@@ -134,7 +150,9 @@ impl Node {
             NodeValue::Bool(b) => Value::Bool(*b),
             NodeValue::Int(i) => Value::from(*i),
             NodeValue::UInt(u) => Value::from(*u),
-            NodeValue::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+            NodeValue::Float(f) => {
+                serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
+            }
             NodeValue::Str(s) => Value::String(s.clone()),
             NodeValue::Seq(items) => Value::Array(items.iter().map(Node::to_value).collect()),
             NodeValue::Map(entries) => {
@@ -161,7 +179,11 @@ impl Node {
 pub fn parse(src: &str) -> Result<Node, ParseError> {
     let mut docs = parse_all(src)?;
     match docs.len() {
-        0 => Ok(Node { value: NodeValue::Null, span: Span::default() }),
+        0 => Ok(Node {
+            value: NodeValue::Null,
+            span: Span::default(),
+            raw: None,
+        }),
         1 => Ok(docs.remove(0)),
         n => Err(ParseError {
             message: format!("expected a single YAML document, found {n}"),
@@ -183,7 +205,11 @@ pub fn parse_all_with(src: &str, limits: Limits) -> Result<Vec<Node>, ParseError
                 src.len(),
                 limits.max_bytes
             ),
-            pos: Pos { index: 0, line: 1, col: 1 },
+            pos: Pos {
+                index: 0,
+                line: 1,
+                col: 1,
+            },
         });
     }
     let mut builder = Builder::new(limits);
@@ -197,11 +223,18 @@ pub fn parse_all_with(src: &str, limits: Limits) -> Result<Vec<Node>, ParseError
 }
 
 fn scan_error(e: ScanError) -> ParseError {
-    ParseError { message: e.info().to_string(), pos: pos(*e.marker()) }
+    ParseError {
+        message: e.info().to_string(),
+        pos: pos(*e.marker()),
+    }
 }
 
 fn pos(m: Marker) -> Pos {
-    Pos { index: m.index(), line: m.line(), col: m.col() + 1 }
+    Pos {
+        index: m.index(),
+        line: m.line(),
+        col: m.col() + 1,
+    }
 }
 
 fn span(s: saphyr_parser::Span) -> Span {
@@ -209,8 +242,18 @@ fn span(s: saphyr_parser::Span) -> Span {
 }
 
 enum Frame {
-    Seq { items: Vec<Node>, start: Span, anchor: usize },
-    Map { entries: Vec<Entry>, key: Option<(Node, bool)>, merges: Vec<Node>, start: Span, anchor: usize },
+    Seq {
+        items: Vec<Node>,
+        start: Span,
+        anchor: usize,
+    },
+    Map {
+        entries: Vec<Entry>,
+        key: Option<(Node, bool)>,
+        merges: Vec<Node>,
+        start: Span,
+        anchor: usize,
+    },
 }
 
 struct Builder {
@@ -241,14 +284,20 @@ impl Builder {
 
     fn fail(&mut self, message: impl Into<String>, at: Pos) {
         if self.error.is_none() {
-            self.error = Some(ParseError { message: message.into(), pos: at });
+            self.error = Some(ParseError {
+                message: message.into(),
+                pos: at,
+            });
         }
     }
 
     fn count(&mut self, n: usize, at: Pos) -> bool {
         self.nodes += n;
         if self.nodes > self.limits.max_nodes {
-            self.fail(format!("document has more than {} nodes", self.limits.max_nodes), at);
+            self.fail(
+                format!("document has more than {} nodes", self.limits.max_nodes),
+                at,
+            );
             return false;
         }
         true
@@ -267,7 +316,12 @@ impl Builder {
                     Ok(v) => v,
                     Err(msg) => return self.fail(msg, sp.start),
                 };
-                let node = Node { value, span: sp };
+                let raw = (!matches!(value, NodeValue::Str(_))).then(|| text.to_string());
+                let node = Node {
+                    value,
+                    span: sp,
+                    raw,
+                };
                 self.plain = style == ScalarStyle::Plain;
                 self.finish(node, anchor);
                 self.plain = false;
@@ -296,7 +350,11 @@ impl Builder {
             }
             Event::SequenceStart(anchor, _) => {
                 if self.push_depth(sp.start) {
-                    self.stack.push(Frame::Seq { items: Vec::new(), start: sp, anchor });
+                    self.stack.push(Frame::Seq {
+                        items: Vec::new(),
+                        start: sp,
+                        anchor,
+                    });
                 }
             }
             Event::MappingStart(anchor, _) => {
@@ -311,21 +369,41 @@ impl Builder {
                 }
             }
             Event::SequenceEnd => {
-                if let Some(Frame::Seq { items, start, anchor }) = self.stack.pop() {
-                    let node = Node { value: NodeValue::Seq(items), span: start.join(sp) };
+                if let Some(Frame::Seq {
+                    items,
+                    start,
+                    anchor,
+                }) = self.stack.pop()
+                {
+                    let node = Node {
+                        value: NodeValue::Seq(items),
+                        span: start.join(sp),
+                        raw: None,
+                    };
                     if self.count(1, sp.start) {
                         self.finish(node, anchor);
                     }
                 }
             }
             Event::MappingEnd => {
-                if let Some(Frame::Map { mut entries, merges, start, anchor, .. }) = self.stack.pop() {
+                if let Some(Frame::Map {
+                    mut entries,
+                    merges,
+                    start,
+                    anchor,
+                    ..
+                }) = self.stack.pop()
+                {
                     for merge in merges {
                         if let Err((msg, at)) = apply_merge(&mut entries, merge) {
                             return self.fail(msg, at);
                         }
                     }
-                    let node = Node { value: NodeValue::Map(entries), span: start.join(sp) };
+                    let node = Node {
+                        value: NodeValue::Map(entries),
+                        span: start.join(sp),
+                        raw: None,
+                    };
                     if self.count(1, sp.start) {
                         self.finish(node, anchor);
                     }
@@ -340,7 +418,10 @@ impl Builder {
 
     fn push_depth(&mut self, at: Pos) -> bool {
         if self.stack.len() >= self.limits.max_depth {
-            self.fail(format!("nesting is deeper than {} levels", self.limits.max_depth), at);
+            self.fail(
+                format!("nesting is deeper than {} levels", self.limits.max_depth),
+                at,
+            );
             return false;
         }
         true
@@ -354,7 +435,12 @@ impl Builder {
         match self.stack.last_mut() {
             None => self.docs.push(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map { entries, key, merges, .. }) => match key.take() {
+            Some(Frame::Map {
+                entries,
+                key,
+                merges,
+                ..
+            }) => match key.take() {
                 None => {
                     if matches!(node.value, NodeValue::Seq(_) | NodeValue::Map(_)) {
                         let at = node.span.start;
@@ -378,7 +464,11 @@ impl Builder {
                         self.fail(msg, at);
                         return;
                     }
-                    entries.push(Entry { key: name, key_span: k.span, value: node });
+                    entries.push(Entry {
+                        key: name,
+                        key_span: k.span,
+                        value: node,
+                    });
                 }
             },
         }
@@ -389,11 +479,19 @@ fn apply_merge(entries: &mut Vec<Entry>, merge: Node) -> Result<(), (String, Pos
     let sources: Vec<Node> = match merge.value {
         NodeValue::Map(_) => vec![merge],
         NodeValue::Seq(items) => items,
-        _ => return Err(("a merge key `<<` needs a mapping or a list of mappings".into(), merge.span.start)),
+        _ => {
+            return Err((
+                "a merge key `<<` needs a mapping or a list of mappings".into(),
+                merge.span.start,
+            ));
+        }
     };
     for source in sources {
         let NodeValue::Map(src_entries) = source.value else {
-            return Err(("a merge key `<<` needs a mapping or a list of mappings".into(), source.span.start));
+            return Err((
+                "a merge key `<<` needs a mapping or a list of mappings".into(),
+                source.span.start,
+            ));
         };
         for e in src_entries {
             if !entries.iter().any(|x| x.key == e.key) {
@@ -471,7 +569,10 @@ mod tests {
         assert_eq!(b.as_seq().unwrap()[1].as_str(), Some("true"));
         assert_eq!(b.as_seq().unwrap()[0].span.start.line, 3);
         assert_eq!(b.as_seq().unwrap()[0].span.start.col, 5);
-        assert_eq!(doc.get("c").unwrap().get("d").unwrap().value, NodeValue::Int(420));
+        assert_eq!(
+            doc.get("c").unwrap().get("d").unwrap().value,
+            NodeValue::Int(420)
+        );
         assert_eq!(doc.entry("c").unwrap().key_span.start.line, 5);
     }
 

@@ -136,7 +136,9 @@ fn is_yaml_style_float(s: &str) -> bool {
 fn parse_go_float(s: &str) -> Option<f64> {
     // Rust accepts "inf"/"nan" spellings that the regex above already excludes for the
     // digit-led path; for the '.'-led path Go would accept only decimal forms as well.
-    if s.chars().any(|c| c.is_ascii_alphabetic() && !matches!(c, 'e' | 'E')) {
+    if s.chars()
+        .any(|c| c.is_ascii_alphabetic() && !matches!(c, 'e' | 'E'))
+    {
         return None;
     }
     s.parse::<f64>().ok()
@@ -150,8 +152,21 @@ pub(crate) fn needs_quotes_for_type(s: &str) -> bool {
     // yaml.v3 also quotes YAML 1.1 booleans, base-60 floats and timestamp look-alikes.
     if matches!(
         s,
-        "y" | "Y" | "yes" | "Yes" | "YES" | "n" | "N" | "no" | "No" | "NO" | "on" | "On" | "ON"
-            | "off" | "Off" | "OFF"
+        "y" | "Y"
+            | "yes"
+            | "Yes"
+            | "YES"
+            | "n"
+            | "N"
+            | "no"
+            | "No"
+            | "NO"
+            | "on"
+            | "On"
+            | "ON"
+            | "off"
+            | "Off"
+            | "OFF"
     ) {
         return true;
     }
@@ -160,17 +175,15 @@ pub(crate) fn needs_quotes_for_type(s: &str) -> bool {
 
 fn looks_like_timestamp(s: &str) -> bool {
     let b = s.as_bytes();
-    b.len() >= 8
-        && b[..4].iter().all(u8::is_ascii_digit)
-        && b[4] == b'-'
-        && b[5].is_ascii_digit()
+    b.len() >= 8 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-' && b[5].is_ascii_digit()
 }
 
 fn looks_like_base60(s: &str) -> bool {
     // e.g. 190:20:30 — YAML 1.1 sexagesimal.
     let t = s.trim_start_matches(['-', '+']);
     t.contains(':')
-        && t.split(':').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit() || c == '.'))
+        && t.split(':')
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit() || c == '.'))
 }
 
 #[cfg(test)]
@@ -190,7 +203,10 @@ mod tests {
         assert_eq!(resolve_plain("1_000"), Scalar::Int(1000));
         assert_eq!(resolve_plain("-12"), Scalar::Int(-12));
         assert_eq!(resolve_plain("+12"), Scalar::Int(12));
-        assert_eq!(resolve_plain("18446744073709551615"), Scalar::UInt(u64::MAX));
+        assert_eq!(
+            resolve_plain("18446744073709551615"),
+            Scalar::UInt(u64::MAX)
+        );
         assert_eq!(resolve_plain("09"), Scalar::Float(9.0));
         assert_eq!(resolve_plain("1.5"), Scalar::Float(1.5));
         assert_eq!(resolve_plain(".5"), Scalar::Float(0.5));
