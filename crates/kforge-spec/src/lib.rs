@@ -9,6 +9,7 @@ pub mod env;
 pub mod load;
 pub mod model;
 pub mod path;
+pub mod validate;
 pub mod versions;
 
 pub use diagnostic::{Diagnostic, Location, Severity, SourceFile};
