@@ -25,7 +25,10 @@ impl DeleteSelector {
         match (&self.item, path.is_empty()) {
             (None, true) => format!("`$patch: delete` of document {}", self.doc),
             (None, false) => format!("`$patch: delete` of {path} in document {}", self.doc),
-            (Some((k, v)), _) => format!("`$patch: delete` of the {path} item with {k}: {v} in document {}", self.doc),
+            (Some((k, v)), _) => format!(
+                "`$patch: delete` of the {path} item with {k}: {v} in document {}",
+                self.doc
+            ),
         }
     }
 }
@@ -44,7 +47,10 @@ pub(super) fn apply(config: &mut Vec<Value>, sel: &DeleteSelector) -> Result<(),
     }
 
     let kind = sel.doc.kind.clone();
-    let (last, parents) = sel.path.split_last().ok_or_else(|| fail("empty path".into()))?;
+    let (last, parents) = sel
+        .path
+        .split_last()
+        .ok_or_else(|| fail("empty path".into()))?;
     let mut current = &mut config[index];
     let mut walked: Vec<Seg> = Vec::new();
     for key in parents {
@@ -58,7 +64,12 @@ pub(super) fn apply(config: &mut Vec<Value>, sel: &DeleteSelector) -> Result<(),
                     describe_type(v)
                 )));
             }
-            _ => return Err(fail(format!("lookup failed: {} is not set in the machine config", rules::display(&walked)))),
+            _ => {
+                return Err(fail(format!(
+                    "lookup failed: {} is not set in the machine config",
+                    rules::display(&walked)
+                )));
+            }
         };
     }
     let Value::Object(parent) = current else {
@@ -69,7 +80,10 @@ pub(super) fn apply(config: &mut Vec<Value>, sel: &DeleteSelector) -> Result<(),
         None => {
             if parent.shift_remove(last).is_none() && rules::is_map_typed(&kind, &walked) {
                 walked.push(Seg::Key(last.clone()));
-                return Err(fail(format!("lookup failed: {} is not set in the machine config", rules::display(&walked))));
+                return Err(fail(format!(
+                    "lookup failed: {} is not set in the machine config",
+                    rules::display(&walked)
+                )));
             }
             Ok(())
         }
@@ -78,13 +92,22 @@ pub(super) fn apply(config: &mut Vec<Value>, sel: &DeleteSelector) -> Result<(),
             let list = match parent.get_mut(last.as_str()) {
                 Some(Value::Array(list)) => list,
                 Some(other) if !other.is_null() => {
-                    return Err(fail(format!("{} is {}, not a list", rules::display(&walked), describe_type(other))));
+                    return Err(fail(format!(
+                        "{} is {}, not a list",
+                        rules::display(&walked),
+                        describe_type(other)
+                    )));
                 }
-                _ => return Err(fail(format!("lookup failed: {} is not set in the machine config", rules::display(&walked)))),
+                _ => {
+                    return Err(fail(format!(
+                        "lookup failed: {} is not set in the machine config",
+                        rules::display(&walked)
+                    )));
+                }
             };
-            let found = list
-                .iter()
-                .position(|item| item.get(key.as_str()).and_then(scalar_text).as_deref() == Some(value.as_str()));
+            let found = list.iter().position(|item| {
+                item.get(key.as_str()).and_then(scalar_text).as_deref() == Some(value.as_str())
+            });
             match found {
                 Some(i) => {
                     list.remove(i);

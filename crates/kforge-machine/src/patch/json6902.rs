@@ -37,13 +37,18 @@ pub(super) fn parse(label: &str, doc: &Node) -> Result<Vec<Operation>, PatchErro
         let NodeValue::Map(entries) = &item.value else {
             problems.push(problem(
                 item.span.start,
-                format!("JSON patch operation #{index} must be a mapping {{op, path, value}}, found {}", item.type_name()),
+                format!(
+                    "JSON patch operation #{index} must be a mapping {{op, path, value}}, found {}",
+                    item.type_name()
+                ),
             ));
             continue;
         };
         for e in entries {
             if !KEYS.contains(&e.key.as_str()) {
-                let hint = closest(&e.key, KEYS).map(|k| format!(" (did you mean `{k}`?)")).unwrap_or_default();
+                let hint = closest(&e.key, KEYS)
+                    .map(|k| format!(" (did you mean `{k}`?)"))
+                    .unwrap_or_default();
                 problems.push(problem(
                     e.key_span.start,
                     format!("unknown key `{}` in JSON patch operation #{index}{hint}; expected op, path, value, from", e.key),
@@ -55,7 +60,13 @@ pub(super) fn parse(label: &str, doc: &Node) -> Result<Vec<Operation>, PatchErro
             match &node.value {
                 NodeValue::Str(s) => Some(s.clone()),
                 _ => {
-                    problems.push(problem(node.span.start, format!("`{key}` of operation #{index} must be a string, found {}", node.type_name())));
+                    problems.push(problem(
+                        node.span.start,
+                        format!(
+                            "`{key}` of operation #{index} must be a string, found {}",
+                            node.type_name()
+                        ),
+                    ));
                     None
                 }
             }
@@ -66,19 +77,33 @@ pub(super) fn parse(label: &str, doc: &Node) -> Result<Vec<Operation>, PatchErro
         let value = item.get("value").map(Node::to_value);
         let Some(op) = op else {
             if item.get("op").is_none() {
-                problems.push(problem(item.span.start, format!("operation #{index} has no `op` (one of {})", OPS.join(", "))));
+                problems.push(problem(
+                    item.span.start,
+                    format!("operation #{index} has no `op` (one of {})", OPS.join(", ")),
+                ));
             }
             continue;
         };
         if !OPS.contains(&op.as_str()) {
             let node = item.get("op").map_or(item.span.start, |n| n.span.start);
-            let hint = closest(&op, OPS).map(|k| format!(" (did you mean `{k}`?)")).unwrap_or_default();
-            problems.push(problem(node, format!("unknown op `{op}` in operation #{index}{hint}; expected one of {}", OPS.join(", "))));
+            let hint = closest(&op, OPS)
+                .map(|k| format!(" (did you mean `{k}`?)"))
+                .unwrap_or_default();
+            problems.push(problem(
+                node,
+                format!(
+                    "unknown op `{op}` in operation #{index}{hint}; expected one of {}",
+                    OPS.join(", ")
+                ),
+            ));
             continue;
         }
         let Some(path) = path else {
             if item.get("path").is_none() {
-                problems.push(problem(item.span.start, format!("operation #{index} (`{op}`) has no `path`")));
+                problems.push(problem(
+                    item.span.start,
+                    format!("operation #{index} (`{op}`) has no `path`"),
+                ));
             }
             continue;
         };
@@ -89,13 +114,19 @@ pub(super) fn parse(label: &str, doc: &Node) -> Result<Vec<Operation>, PatchErro
             ok = false;
         }
         if matches!(op.as_str(), "add" | "replace" | "test") && value.is_none() {
-            problems.push(problem(item.span.start, format!("operation #{index} (`{op} {path}`) needs a `value`")));
+            problems.push(problem(
+                item.span.start,
+                format!("operation #{index} (`{op} {path}`) needs a `value`"),
+            ));
             ok = false;
         }
         if matches!(op.as_str(), "move" | "copy") {
             match &from {
                 None => {
-                    problems.push(problem(item.span.start, format!("operation #{index} (`{op} {path}`) needs a `from` path")));
+                    problems.push(problem(
+                        item.span.start,
+                        format!("operation #{index} (`{op} {path}`) needs a `from` path"),
+                    ));
                     ok = false;
                 }
                 Some(f) if !valid_pointer(f) => {
@@ -117,16 +148,42 @@ pub(super) fn parse(label: &str, doc: &Node) -> Result<Vec<Operation>, PatchErro
             raw["from"] = Value::String(f.clone());
         }
         match serde_json::from_value::<json_patch::PatchOperation>(raw) {
-            Ok(operation) => ops.push(Operation { index, op, path, from, value, at: item.span.start, operation }),
-            Err(e) => problems.push(problem(item.span.start, format!("operation #{index} is not a valid JSON patch operation: {e}"))),
+            Ok(operation) => ops.push(Operation {
+                index,
+                op,
+                path,
+                from,
+                value,
+                at: item.span.start,
+                operation,
+            }),
+            Err(e) => problems.push(problem(
+                item.span.start,
+                format!("operation #{index} is not a valid JSON patch operation: {e}"),
+            )),
         }
     }
-    if problems.is_empty() { Ok(ops) } else { Err(PatchError::Invalid { label: label.to_string(), problems }) }
+    if problems.is_empty() {
+        Ok(ops)
+    } else {
+        Err(PatchError::Invalid {
+            label: label.to_string(),
+            problems,
+        })
+    }
 }
 
-pub(super) fn apply(label: &str, mut config: Vec<Value>, ops: &[Operation]) -> Result<Vec<Value>, PatchError> {
+pub(super) fn apply(
+    label: &str,
+    mut config: Vec<Value>,
+    ops: &[Operation],
+) -> Result<Vec<Value>, PatchError> {
     if config.len() != 1 {
-        return Err(PatchError::Json6902MultiDocument { label: label.to_string(), documents: config.len(), hint: hint(ops) });
+        return Err(PatchError::Json6902MultiDocument {
+            label: label.to_string(),
+            documents: config.len(),
+            hint: hint(ops),
+        });
     }
     let doc = &mut config[0];
     for op in ops {
@@ -149,14 +206,20 @@ fn tokens(pointer: &str) -> Vec<String> {
     if pointer.is_empty() {
         return Vec::new();
     }
-    pointer[1..].split('/').map(|t| t.replace("~1", "/").replace("~0", "~")).collect()
+    pointer[1..]
+        .split('/')
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect()
 }
 
 fn pointer_of(tokens: &[String]) -> String {
     if tokens.is_empty() {
         return "the document root".into();
     }
-    tokens.iter().map(|t| format!("/{}", t.replace('~', "~0").replace('/', "~1"))).collect()
+    tokens
+        .iter()
+        .map(|t| format!("/{}", t.replace('~', "~0").replace('/', "~1")))
+        .collect()
 }
 
 fn kind_of(v: &Value) -> &'static str {
@@ -178,12 +241,21 @@ fn walk<'a>(doc: &'a Value, tokens: &[String]) -> Result<&'a Value, String> {
         cur = match cur {
             Value::Object(m) => m.get(t).ok_or_else(|| {
                 let keys: Vec<&str> = m.keys().map(String::as_str).collect();
-                let hint = closest(t, &keys).map(|k| format!(" (did you mean `{k}`?)")).unwrap_or_default();
+                let hint = closest(t, &keys)
+                    .map(|k| format!(" (did you mean `{k}`?)"))
+                    .unwrap_or_default();
                 format!("{here} has no key `{t}`{hint}")
             })?,
             Value::Array(a) => {
-                let idx: usize = t.parse().map_err(|_| format!("{here} is a list, and `{t}` is not an index"))?;
-                a.get(idx).ok_or_else(|| format!("index {idx} is out of range: {here} has {} item(s)", a.len()))?
+                let idx: usize = t
+                    .parse()
+                    .map_err(|_| format!("{here} is a list, and `{t}` is not an index"))?;
+                a.get(idx).ok_or_else(|| {
+                    format!(
+                        "index {idx} is out of range: {here} has {} item(s)",
+                        a.len()
+                    )
+                })?
             }
             other => return Err(format!("{here} is {}, it has no `{t}`", kind_of(other))),
         };
@@ -206,17 +278,30 @@ fn diagnose(doc: &Value, op: &Operation) -> String {
             Err(e) => e,
             Ok(Value::Array(a)) => match last.parse::<usize>() {
                 Ok(i) if i <= a.len() => "the operation does not apply here".into(),
-                Ok(i) => format!("index {i} is out of range: {} has {} item(s)", pointer_of(parent), a.len()),
+                Ok(i) => format!(
+                    "index {i} is out of range: {} has {} item(s)",
+                    pointer_of(parent),
+                    a.len()
+                ),
                 Err(_) if last == "-" => "the operation does not apply here".into(),
-                Err(_) => format!("{} is a list, and `{last}` is not an index (or `-` for the end)", pointer_of(parent)),
+                Err(_) => format!(
+                    "{} is a list, and `{last}` is not an index (or `-` for the end)",
+                    pointer_of(parent)
+                ),
             },
             Ok(Value::Object(_)) => "the operation does not apply here".into(),
-            Ok(other) => format!("{} is {}, it cannot hold `{last}`", pointer_of(parent), kind_of(other)),
+            Ok(other) => format!(
+                "{} is {}, it cannot hold `{last}`",
+                pointer_of(parent),
+                kind_of(other)
+            ),
         }
     };
     match op.op.as_str() {
         "add" => check_parent_then_last(),
-        "remove" | "replace" => walk(doc, &path).err().unwrap_or_else(|| "the operation does not apply here".into()),
+        "remove" | "replace" => walk(doc, &path)
+            .err()
+            .unwrap_or_else(|| "the operation does not apply here".into()),
         "test" => match walk(doc, &path) {
             Err(e) => e,
             Ok(actual) => format!(
@@ -251,8 +336,13 @@ fn hint(ops: &[Operation]) -> String {
             notes.push(format!("{label}: `{}` has no strategic merge form", op.op));
             continue;
         }
-        if !matches!(path.first().map(String::as_str), Some("machine" | "cluster")) {
-            notes.push(format!("{label}: only paths under /machine and /cluster are converted"));
+        if !matches!(
+            path.first().map(String::as_str),
+            Some("machine" | "cluster")
+        ) {
+            notes.push(format!(
+                "{label}: only paths under /machine and /cluster are converted"
+            ));
             continue;
         }
         if path.iter().any(|t| t == "-" || t.parse::<usize>().is_ok()) {
@@ -282,7 +372,9 @@ fn hint(ops: &[Operation]) -> String {
     if !sets.is_empty() {
         docs.push(Value::Object(sets));
     }
-    let mut out = String::from("hint: rewrite it as a strategic merge patch (a partial machine config document)");
+    let mut out = String::from(
+        "hint: rewrite it as a strategic merge patch (a partial machine config document)",
+    );
     if docs.is_empty() {
         out.push('.');
     } else {
@@ -302,10 +394,14 @@ fn hint(ops: &[Operation]) -> String {
 }
 
 fn set_path(root: &mut Map<String, Value>, path: &[String], value: Value) {
-    let Some((last, parents)) = path.split_last() else { return };
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
     let mut cur = root;
     for key in parents {
-        let slot = cur.entry(key.clone()).or_insert_with(|| Value::Object(Map::new()));
+        let slot = cur
+            .entry(key.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
         if !slot.is_object() {
             *slot = Value::Object(Map::new());
         }
@@ -313,4 +409,56 @@ fn set_path(root: &mut Map<String, Value>, path: &[String], value: Value) {
         cur = next;
     }
     cur.insert(last.clone(), value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::patch::{Patch, apply_patches};
+
+    /// The strategic merge patch offered in the hint does what the JSON patch does.
+    #[test]
+    fn hint_is_equivalent_to_the_operations() {
+        let base = kforge_yaml::parse(
+            "version: v1alpha1\nmachine:\n  certSANs: [a, b]\n  network:\n    hostname: old\n    nameservers: [1.1.1.1]\n  nodeLabels:\n    x/y: z\n",
+        )
+        .expect("base parses")
+        .to_value();
+        let json = r#"[
+            {"op": "replace", "path": "/machine/certSANs", "value": ["c"]},
+            {"op": "remove", "path": "/machine/network/hostname"},
+            {"op": "add", "path": "/machine/nodeLabels/a~1b", "value": "v"},
+            {"op": "add", "path": "/machine/install", "value": {"disk": "/dev/sda"}},
+            {"op": "replace", "path": "/machine/network/nameservers", "value": ["9.9.9.9"]}
+        ]"#;
+        let node = kforge_yaml::parse(json).expect("ops parse");
+        let ops = parse("ops", &node).expect("valid ops");
+        let via_json = apply("ops", vec![base.clone()], &ops).expect("json patch applies");
+
+        let text = hint(&ops);
+        let yaml: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("    "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(!yaml.is_empty(), "hint has a patch:\n{text}");
+        let smp = Patch::parse("hint", &yaml).expect("hint parses");
+        let via_smp = apply_patches(vec![base], &[smp]).expect("hint applies");
+        assert_eq!(via_smp, via_json, "hint:\n{text}");
+    }
+
+    #[test]
+    fn operations_that_have_no_strategic_form_are_named() {
+        let node = kforge_yaml::parse(r#"[{"op": "copy", "from": "/a", "path": "/b"}, {"op": "add", "path": "/debug", "value": true}]"#)
+            .expect("ops parse");
+        let text = hint(&parse("ops", &node).expect("valid ops"));
+        assert!(
+            text.contains("operation #1 (`copy /b`): `copy` has no strategic merge form"),
+            "{text}"
+        );
+        assert!(
+            text.contains("operation #2 (`add /debug`): only paths under /machine and /cluster"),
+            "{text}"
+        );
+    }
 }

@@ -14,7 +14,11 @@ const V1ALPHA1_KEYS: &[&str] = &["version", "debug", "persist", "machine", "clus
 const V1ALPHA1_MARKERS: &[&str] = &["machine", "cluster", "debug", "persist"];
 
 pub(super) fn problem(at: Pos, message: impl Into<String>) -> Problem {
-    Problem { line: at.line, column: at.col, message: message.into() }
+    Problem {
+        line: at.line,
+        column: at.col,
+        message: message.into(),
+    }
 }
 
 pub(super) fn parse(label: &str, text: &str) -> Result<PatchKind, PatchError> {
@@ -52,7 +56,10 @@ pub(super) fn parse(label: &str, text: &str) -> Result<PatchKind, PatchError> {
     if problems.is_empty() {
         Ok(PatchKind::Strategic(StrategicPatch { deletes, documents }))
     } else {
-        Err(PatchError::Invalid { label: label.to_string(), problems })
+        Err(PatchError::Invalid {
+            label: label.to_string(),
+            problems,
+        })
     }
 }
 
@@ -81,7 +88,10 @@ fn load_document(
     problems: &mut Vec<Problem>,
 ) {
     let NodeValue::Map(entries) = &doc.value else {
-        let mut message = format!("expected a machine config document (a mapping), found {}", doc.type_name());
+        let mut message = format!(
+            "expected a machine config document (a mapping), found {}",
+            doc.type_name()
+        );
         if matches!(doc.value, NodeValue::Str(_)) {
             message.push_str(" (hint: a patch read from a file is written `@path/to/file.yaml`)");
         }
@@ -96,13 +106,18 @@ fn load_document(
         if let Some(e) = entries.iter().find(|e| e.key == key)
             && scalar(&e.value).is_none()
         {
-            problems.push(problem(e.value.span.start, format!("`{key}` must be a string, found {}", e.value.type_name())));
+            problems.push(problem(
+                e.value.span.start,
+                format!("`{key}` must be a string, found {}", e.value.type_name()),
+            ));
         }
     }
     let api_version = field("apiVersion");
     let kind = field("kind");
     let name = field("name");
-    let has_v1alpha1_keys = entries.iter().any(|e| V1ALPHA1_MARKERS.contains(&e.key.as_str()));
+    let has_v1alpha1_keys = entries
+        .iter()
+        .any(|e| V1ALPHA1_MARKERS.contains(&e.key.as_str()));
     let doc_start = doc.span.start;
 
     let mut raws = Vec::new();
@@ -111,7 +126,11 @@ fn load_document(
     for raw in raws {
         let id = if raw.path.is_empty() && raw.item.is_none() {
             match (&api_version, &kind) {
-                (Some(api), Some(k)) => DocumentId { api_version: api.clone(), kind: k.clone(), name: name.clone() },
+                (Some(api), Some(k)) => DocumentId {
+                    api_version: api.clone(),
+                    kind: k.clone(),
+                    name: name.clone(),
+                },
                 _ => {
                     problems.push(problem(
                         raw.at,
@@ -124,7 +143,11 @@ fn load_document(
         } else {
             match (&api_version, &kind) {
                 (None, None) => DocumentId::v1alpha1(),
-                (Some(api), Some(k)) => DocumentId { api_version: api.clone(), kind: k.clone(), name: name.clone() },
+                (Some(api), Some(k)) => DocumentId {
+                    api_version: api.clone(),
+                    kind: k.clone(),
+                    name: name.clone(),
+                },
                 _ => {
                     problems.push(problem(
                         raw.at,
@@ -137,15 +160,23 @@ fn load_document(
                 }
             }
         };
-        deletes.push(DeleteSelector { doc: id, path: raw.path, item: raw.item, at: raw.at });
+        deletes.push(DeleteSelector {
+            doc: id,
+            path: raw.path,
+            item: raw.item,
+            at: raw.at,
+        });
     }
 
     if root_deleted || is_empty_document(&doc) {
         return;
     }
-    let NodeValue::Map(entries) = &doc.value else { return };
+    let NodeValue::Map(entries) = &doc.value else {
+        return;
+    };
 
-    let legacy = kind.is_none() && (api_version.as_deref() == Some("v1alpha1") || has_v1alpha1_keys);
+    let legacy =
+        kind.is_none() && (api_version.as_deref() == Some("v1alpha1") || has_v1alpha1_keys);
     let id = if legacy {
         for e in entries {
             if !V1ALPHA1_KEYS.contains(&e.key.as_str()) {
@@ -153,19 +184,31 @@ fn load_document(
                 if let Some(s) = closest(&e.key, V1ALPHA1_KEYS) {
                     message.push_str(&format!(" (did you mean `{s}`?)"));
                 } else {
-                    message.push_str(" (expected one of: version, debug, persist, machine, cluster)");
+                    message
+                        .push_str(" (expected one of: version, debug, persist, machine, cluster)");
                 }
                 problems.push(problem(e.key_span.start, message));
             } else if matches!(e.key.as_str(), "machine" | "cluster")
                 && !matches!(e.value.value, NodeValue::Map(_) | NodeValue::Null)
             {
-                problems.push(problem(e.value.span.start, format!("`{}` must be a mapping, found {}", e.key, e.value.type_name())));
+                problems.push(problem(
+                    e.value.span.start,
+                    format!(
+                        "`{}` must be a mapping, found {}",
+                        e.key,
+                        e.value.type_name()
+                    ),
+                ));
             }
         }
         DocumentId::v1alpha1()
     } else {
         match (&api_version, &kind) {
-            (Some(api), Some(k)) => DocumentId { api_version: api.clone(), kind: k.clone(), name },
+            (Some(api), Some(k)) => DocumentId {
+                api_version: api.clone(),
+                kind: k.clone(),
+                name,
+            },
             (None, Some(_)) => {
                 problems.push(problem(doc_start, "missing apiVersion: a typed document needs `apiVersion: v1alpha1` next to its `kind`"));
                 return;
@@ -187,7 +230,8 @@ fn load_document(
 fn is_empty_document(doc: &Node) -> bool {
     match &doc.value {
         NodeValue::Map(entries) => entries.iter().all(|e| {
-            matches!(e.key.as_str(), "version" | "kind" | "name") && !matches!(e.value.value, NodeValue::Map(_) | NodeValue::Seq(_))
+            matches!(e.key.as_str(), "version" | "kind" | "name")
+                && !matches!(e.value.value, NodeValue::Map(_) | NodeValue::Seq(_))
         }),
         _ => false,
     }
@@ -199,7 +243,13 @@ fn display_path(path: &[Seg]) -> String {
 
 /// Removes `$patch: delete` markers (and what they mark) from `node`, recording them. Returns
 /// whether `node` itself is to be removed from its parent.
-fn strip(node: &mut Node, path: &mut Vec<Seg>, in_list: bool, raws: &mut Vec<RawDelete>, problems: &mut Vec<Problem>) -> bool {
+fn strip(
+    node: &mut Node,
+    path: &mut Vec<Seg>,
+    in_list: bool,
+    raws: &mut Vec<RawDelete>,
+    problems: &mut Vec<Problem>,
+) -> bool {
     match &mut node.value {
         NodeValue::Map(entries) => {
             if let Some(pos) = entries.iter().position(|e| e.key == "$patch") {
@@ -210,7 +260,8 @@ fn strip(node: &mut Node, path: &mut Vec<Seg>, in_list: bool, raws: &mut Vec<Raw
                         marker.value.span.start,
                         format!(
                             "unsupported `$patch: {}`: Talos supports only `$patch: delete`",
-                            scalar(&marker.value).unwrap_or_else(|| marker.value.type_name().to_string())
+                            scalar(&marker.value)
+                                .unwrap_or_else(|| marker.value.type_name().to_string())
                         ),
                     ));
                     entries.remove(pos);
@@ -228,7 +279,11 @@ fn strip(node: &mut Node, path: &mut Vec<Seg>, in_list: bool, raws: &mut Vec<Raw
                             ),
                         ));
                     } else {
-                        raws.push(RawDelete { path: keys(path), item: None, at });
+                        raws.push(RawDelete {
+                            path: keys(path),
+                            item: None,
+                            at,
+                        });
                     }
                     return true;
                 }
@@ -315,14 +370,23 @@ fn record_item_delete(
         ));
         return;
     };
-    raws.push(RawDelete { path: keys(list_path), item: Some((selector.key.clone(), value)), at });
+    raws.push(RawDelete {
+        path: keys(list_path),
+        item: Some((selector.key.clone(), value)),
+        at,
+    });
 }
 
 /// The candidate closest to `word`, when it is close enough to be a likely typo.
 pub(super) fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     candidates
         .iter()
-        .map(|c| (strsim::jaro_winkler(&word.to_lowercase(), &c.to_lowercase()), *c))
+        .map(|c| {
+            (
+                strsim::jaro_winkler(&word.to_lowercase(), &c.to_lowercase()),
+                *c,
+            )
+        })
         .filter(|(score, _)| *score >= 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)

@@ -54,13 +54,18 @@ fn mismatch(left: &Value, right: &Node, path: &[Seg]) -> MergeError {
         right.type_name()
     );
     match (left, &right.value) {
-        (Value::Array(_), NodeValue::Map(_)) => message.push_str(" (hint: write list items with `- `)"),
+        (Value::Array(_), NodeValue::Map(_)) => {
+            message.push_str(" (hint: write list items with `- `)")
+        }
         (Value::Object(_), NodeValue::Seq(_)) => {
             message.push_str(" (hint: a mapping takes `key: value` lines, not `- ` items)")
         }
         _ => {}
     }
-    MergeError { at: right.span.start, message }
+    MergeError {
+        at: right.span.start,
+        message,
+    }
 }
 
 /// Go's zero values: a patch holding one of these leaves an existing value alone.
@@ -74,7 +79,12 @@ fn is_zero_scalar(node: &Node) -> bool {
     }
 }
 
-fn merge_at(left: &mut Value, right: &Node, kind: &str, path: &mut Vec<Seg>) -> Result<(), MergeError> {
+fn merge_at(
+    left: &mut Value,
+    right: &Node,
+    kind: &str,
+    path: &mut Vec<Seg>,
+) -> Result<(), MergeError> {
     match &right.value {
         NodeValue::Null => Ok(()),
         NodeValue::Map(entries) => {
@@ -161,13 +171,20 @@ fn find_item(list: &[Value], item: &Node, key: ItemKey) -> Option<usize> {
     let patch_value = |k: &str| item.get(k).map(Node::to_value);
     match key {
         ItemKey::NetworkDevice => {
-            if let Some(Value::String(name)) = patch_value("interface").filter(|v| v.as_str() != Some("")) {
-                return list.iter().position(|d| d.get("interface").and_then(Value::as_str) == Some(name.as_str()));
+            if let Some(Value::String(name)) =
+                patch_value("interface").filter(|v| v.as_str() != Some(""))
+            {
+                return list.iter().position(|d| {
+                    d.get("interface").and_then(Value::as_str) == Some(name.as_str())
+                });
             }
             match patch_value("deviceSelector") {
                 Some(sel @ Value::Object(_)) => {
                     let want = normalized(&sel);
-                    list.iter().position(|d| d.get("deviceSelector").is_some_and(|s| s.is_object() && normalized(s) == want))
+                    list.iter().position(|d| {
+                        d.get("deviceSelector")
+                            .is_some_and(|s| s.is_object() && normalized(s) == want)
+                    })
                 }
                 _ => None,
             }
@@ -175,16 +192,22 @@ fn find_item(list: &[Value], item: &Node, key: ItemKey) -> Option<usize> {
         ItemKey::VlanId => {
             let id = |v: Option<Value>| v.as_ref().and_then(Value::as_u64).unwrap_or(0);
             let want = id(patch_value("vlanId"));
-            list.iter().position(|v| id(v.get("vlanId").cloned()) == want)
+            list.iter()
+                .position(|v| id(v.get("vlanId").cloned()) == want)
         }
         ItemKey::Name | ItemKey::MountPath => {
-            let field = if key == ItemKey::Name { "name" } else { "mountPath" };
+            let field = if key == ItemKey::Name {
+                "name"
+            } else {
+                "mountPath"
+            };
             let text = |v: Option<Value>| match v {
                 Some(Value::String(s)) => s,
                 _ => String::new(),
             };
             let want = text(patch_value(field));
-            list.iter().position(|v| text(v.get(field).cloned()) == want)
+            list.iter()
+                .position(|v| text(v.get(field).cloned()) == want)
         }
     }
 }
@@ -221,7 +244,10 @@ mod tests {
             "machine:\n  install:\n    disk: ''\n    wipe: false\n  kubelet:\n    image: null\n",
         )
         .expect("merges");
-        assert_eq!(out, json!({"machine": {"install": {"disk": "/dev/sda", "wipe": false}, "kubelet": {"image": "k"}}}));
+        assert_eq!(
+            out,
+            json!({"machine": {"install": {"disk": "/dev/sda", "wipe": false}, "kubelet": {"image": "k"}}})
+        );
     }
 
     #[test]
@@ -239,9 +265,17 @@ mod tests {
 
     #[test]
     fn type_mismatch_points_at_the_patch_value() {
-        let err = merged(json!({"machine": {"certSANs": ["a"]}}), "machine:\n  certSANs:\n    x: 1\n").expect_err("mismatch");
+        let err = merged(
+            json!({"machine": {"certSANs": ["a"]}}),
+            "machine:\n  certSANs:\n    x: 1\n",
+        )
+        .expect_err("mismatch");
         assert_eq!(err.at.line, 3);
         assert!(err.message.contains("machine.certSANs"), "{}", err.message);
-        assert!(err.message.contains("hint: write list items with `- `"), "{}", err.message);
+        assert!(
+            err.message.contains("hint: write list items with `- `"),
+            "{}",
+            err.message
+        );
     }
 }

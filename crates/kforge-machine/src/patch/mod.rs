@@ -158,14 +158,13 @@ pub fn apply_patch(mut config: Vec<Value>, patch: &Patch) -> Result<Vec<Value>, 
             }
             for doc in &smp.documents {
                 match config.iter().position(|d| DocumentId::of(d) == doc.id) {
-                    Some(i) => merge::merge_document(&mut config[i], &doc.node, &doc.id.kind).map_err(|e| {
-                        PatchError::Apply {
+                    Some(i) => merge::merge_document(&mut config[i], &doc.node, &doc.id.kind)
+                        .map_err(|e| PatchError::Apply {
                             label: patch.label.clone(),
                             line: e.at.line,
                             column: e.at.col,
                             message: format!("document {}: {}", doc.id, e.message),
-                        }
-                    })?,
+                        })?,
                     None => config.push(merge::insert_value(&doc.node)),
                 }
             }
@@ -188,13 +187,21 @@ impl DocumentId {
     pub fn of(doc: &Value) -> DocumentId {
         let text = |k: &str| doc.get(k).and_then(scalar_text);
         match text("kind") {
-            Some(kind) => DocumentId { api_version: text("apiVersion").unwrap_or_default(), kind, name: text("name") },
+            Some(kind) => DocumentId {
+                api_version: text("apiVersion").unwrap_or_default(),
+                kind,
+                name: text("name"),
+            },
             None => DocumentId::v1alpha1(),
         }
     }
 
     pub fn v1alpha1() -> DocumentId {
-        DocumentId { api_version: String::new(), kind: "v1alpha1".into(), name: None }
+        DocumentId {
+            api_version: String::new(),
+            kind: "v1alpha1".into(),
+            name: None,
+        }
     }
 
     pub fn is_v1alpha1(&self) -> bool {
@@ -235,7 +242,11 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "line {}, column {}: {}", self.line, self.column, self.message)
+        write!(
+            f,
+            "line {}, column {}: {}",
+            self.line, self.column, self.message
+        )
     }
 }
 
@@ -261,15 +272,24 @@ impl fmt::Display for Problems<'_> {
 pub enum PatchError {
     /// The patch text is not a valid patch; every problem found is listed.
     #[error("{label}: {}", Problems(problems))]
-    Invalid { label: String, problems: Vec<Problem> },
+    Invalid {
+        label: String,
+        problems: Vec<Problem>,
+    },
     /// A JSON patch given for a config of several documents.
     #[error(
         "{label}: JSON6902 patches are not supported for multi-document machine configuration \
          (this config has {documents} documents)\n{hint}"
     )]
-    Json6902MultiDocument { label: String, documents: usize, hint: String },
+    Json6902MultiDocument {
+        label: String,
+        documents: usize,
+        hint: String,
+    },
     /// A JSON patch operation that does not apply.
-    #[error("{label}: operation #{index} `{op} {path}` (line {line}, column {column}) failed: {reason}")]
+    #[error(
+        "{label}: operation #{index} `{op} {path}` (line {line}, column {column}) failed: {reason}"
+    )]
     Json6902Operation {
         label: String,
         index: usize,
@@ -282,7 +302,12 @@ pub enum PatchError {
     /// A strategic merge patch that does not apply to this config (type mismatch, nothing to
     /// delete, …).
     #[error("{label}: line {line}, column {column}: {message}")]
-    Apply { label: String, line: usize, column: usize, message: String },
+    Apply {
+        label: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
 }
 
 impl PatchError {

@@ -23,7 +23,11 @@ pub(super) fn display(path: &[Seg]) -> String {
             Seg::Index(i) => out.push_str(&format!("[{i}]")),
         }
     }
-    if out.is_empty() { "the document root".into() } else { out }
+    if out.is_empty() {
+        "the document root".into()
+    } else {
+        out
+    }
 }
 
 /// How a list in the patch combines with the list in the config.
@@ -69,9 +73,15 @@ fn shape(path: &[Seg]) -> Vec<&str> {
 pub(super) fn list_rule(kind: &str, path: &[Seg]) -> ListRule {
     let p = shape(path);
     match (kind, p.as_slice()) {
-        ("v1alpha1", ["machine", "network", "interfaces"]) => ListRule::MergeBy(ItemKey::NetworkDevice),
-        ("v1alpha1", ["machine", "network", "interfaces", "*", "vlans"]) => ListRule::MergeBy(ItemKey::VlanId),
-        ("v1alpha1", ["cluster", "apiServer", "admissionControl"]) => ListRule::MergeBy(ItemKey::Name),
+        ("v1alpha1", ["machine", "network", "interfaces"]) => {
+            ListRule::MergeBy(ItemKey::NetworkDevice)
+        }
+        ("v1alpha1", ["machine", "network", "interfaces", "*", "vlans"]) => {
+            ListRule::MergeBy(ItemKey::VlanId)
+        }
+        ("v1alpha1", ["cluster", "apiServer", "admissionControl"]) => {
+            ListRule::MergeBy(ItemKey::Name)
+        }
         ("v1alpha1", ["cluster", "network", "podSubnets" | "serviceSubnets"]) => ListRule::Replace,
         ("ExtensionServiceConfig", ["configFiles"]) => ListRule::MergeBy(ItemKey::MountPath),
         ("NetworkRuleConfig", ["ingress"] | ["portSelector", "ports"]) => ListRule::Replace,
@@ -138,29 +148,68 @@ mod tests {
 
     #[test]
     fn list_rules_follow_the_talos_types() {
-        assert_eq!(list_rule("v1alpha1", &path("machine.network.interfaces")), ListRule::MergeBy(ItemKey::NetworkDevice));
-        assert_eq!(list_rule("v1alpha1", &path("machine.network.interfaces.3.vlans")), ListRule::MergeBy(ItemKey::VlanId));
-        assert_eq!(list_rule("v1alpha1", &path("cluster.network.podSubnets")), ListRule::Replace);
-        assert_eq!(list_rule("v1alpha1", &path("machine.certSANs")), ListRule::Append);
-        assert_eq!(list_rule("LinkConfig", &path("addresses")), ListRule::Append);
-        assert_eq!(list_rule("NetworkRuleConfig", &path("portSelector.ports")), ListRule::Replace);
-        assert_eq!(list_rule("UserVolumeConfig", &path("ingress")), ListRule::Append);
+        assert_eq!(
+            list_rule("v1alpha1", &path("machine.network.interfaces")),
+            ListRule::MergeBy(ItemKey::NetworkDevice)
+        );
+        assert_eq!(
+            list_rule("v1alpha1", &path("machine.network.interfaces.3.vlans")),
+            ListRule::MergeBy(ItemKey::VlanId)
+        );
+        assert_eq!(
+            list_rule("v1alpha1", &path("cluster.network.podSubnets")),
+            ListRule::Replace
+        );
+        assert_eq!(
+            list_rule("v1alpha1", &path("machine.certSANs")),
+            ListRule::Append
+        );
+        assert_eq!(
+            list_rule("LinkConfig", &path("addresses")),
+            ListRule::Append
+        );
+        assert_eq!(
+            list_rule("NetworkRuleConfig", &path("portSelector.ports")),
+            ListRule::Replace
+        );
+        assert_eq!(
+            list_rule("UserVolumeConfig", &path("ingress")),
+            ListRule::Append
+        );
     }
 
     #[test]
     fn map_rules() {
-        assert_eq!(map_rule("v1alpha1", &path("cluster.apiServer.auditPolicy")), MapRule::Replace);
-        assert_eq!(map_rule("v1alpha1", &path("machine.kubelet.extraArgs")), MapRule::ReplaceEntries);
-        assert_eq!(map_rule("v1alpha1", &path("machine.kubelet")), MapRule::Merge);
+        assert_eq!(
+            map_rule("v1alpha1", &path("cluster.apiServer.auditPolicy")),
+            MapRule::Replace
+        );
+        assert_eq!(
+            map_rule("v1alpha1", &path("machine.kubelet.extraArgs")),
+            MapRule::ReplaceEntries
+        );
+        assert_eq!(
+            map_rule("v1alpha1", &path("machine.kubelet")),
+            MapRule::Merge
+        );
         assert!(is_map_typed("v1alpha1", &path("machine.nodeLabels")));
-        assert!(is_map_typed("v1alpha1", &path("cluster.apiServer.extraArgs")));
-        assert!(is_map_typed("v1alpha1", &path("machine.kubelet.extraConfig.featureGates")));
+        assert!(is_map_typed(
+            "v1alpha1",
+            &path("cluster.apiServer.extraArgs")
+        ));
+        assert!(is_map_typed(
+            "v1alpha1",
+            &path("machine.kubelet.extraConfig.featureGates")
+        ));
         assert!(!is_map_typed("v1alpha1", &path("machine.network")));
     }
 
     #[test]
     fn paths_display_like_yaml_paths() {
-        assert_eq!(display(&path("machine.network.interfaces.0.vlans")), "machine.network.interfaces[0].vlans");
+        assert_eq!(
+            display(&path("machine.network.interfaces.0.vlans")),
+            "machine.network.interfaces[0].vlans"
+        );
         assert_eq!(display(&[]), "the document root");
     }
 }
