@@ -1,0 +1,104 @@
+//! Command-line interface definitions (clap). Commands live in `commands/`; this module only
+//! describes arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::report::Format;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kforge",
+    version,
+    about = "From one cluster file (talhelper's talconfig.yaml) to Talos machine configs and a verified cluster",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Generate a secrets bundle in `talosctl gen secrets` format
+    #[command(after_help = "Examples:\n  kforge gensecret -o talsecret.yaml\n  kforge gensecret > talsecret.yaml")]
+    Gensecret(GensecretArgs),
+    /// Generate every node's machine config and the talosconfig from the cluster file
+    #[command(after_help = "Examples:\n  kforge genconfig -c clusters/infra/talos/talconfig.yaml\n  kforge genconfig --dry-run\n  kforge genconfig -c examples/solana/talconfig.yaml --new-secrets")]
+    Genconfig(GenconfigArgs),
+    /// Check the cluster file (or generated machine configs) and report every problem at once
+    #[command(after_help = "Examples:\n  kforge validate -c talconfig.yaml\n  kforge validate --format json\n  kforge validate nodeconfig --mode metal clusterconfig/*.yaml")]
+    Validate(ValidateArgs),
+    /// Print the JSON schema of the cluster file, for editors
+    #[command(after_help = "Example:\n  kforge schema > kforge.schema.json\n  # then, first line of talconfig.yaml:\n  # yaml-language-server: $schema=./kforge.schema.json")]
+    Schema,
+    /// Print shell completions
+    #[command(after_help = "Example:\n  kforge completion bash > /etc/bash_completion.d/kforge")]
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct GensecretArgs {
+    /// Write to FILE (mode 0600) instead of stdout
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ClusterFileArgs {
+    /// The cluster file
+    #[arg(short = 'c', long = "config-file", value_name = "FILE", default_value = "talconfig.yaml")]
+    pub config_file: PathBuf,
+    /// Env files for substitution (default: talenv.yaml, talenv.sops.yaml, talenv.yml, talenv.sops.yml next to the cluster file)
+    #[arg(short = 'e', long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Unknown keys in the cluster file are errors, not warnings
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct GenconfigArgs {
+    #[command(flatten)]
+    pub cluster: ClusterFileArgs,
+    /// Output directory (default: `clusterconfig` next to the cluster file)
+    #[arg(short = 'o', long = "out-dir", value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+    /// Secrets bundle (default: the last of talsecret.yaml, talsecret.sops.yaml, talsecret.yml, talsecret.sops.yml that exists next to the cluster file)
+    #[arg(short = 's', long = "secret-file", value_name = "FILE")]
+    pub secret_file: Vec<PathBuf>,
+    /// Show what would change as a diff (secrets redacted) and write nothing
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Generate a new secrets bundle when none exists, and save it (otherwise kforge refuses: new secrets mean a new PKI)
+    #[arg(long)]
+    pub new_secrets: bool,
+    /// Do not create or update `.gitignore` in the output directory
+    #[arg(long)]
+    pub no_gitignore: bool,
+    /// Omit `nodes` from the talosconfig
+    #[arg(long)]
+    pub disable_nodes_section: bool,
+    /// Lifetime of the talosconfig client certificate (Go duration, e.g. 8760h)
+    #[arg(long, default_value = "8760h")]
+    pub crt_ttl: String,
+    /// Accepted for talhelper compatibility; kforge always computes schematic IDs offline
+    #[arg(long, hide = true)]
+    pub offline_mode: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub cluster: ClusterFileArgs,
+    /// Do not substitute environment variables
+    #[arg(long)]
+    pub no_substitute: bool,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}

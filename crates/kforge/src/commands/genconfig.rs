@@ -1,0 +1,345 @@
+//! `kforge genconfig`: secrets + cluster file → every node's machine config, the talosconfig
+//! and `.gitignore`, written atomically (or shown as a redacted diff with `--dry-run`).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use kforge_machine::{CertAndKey, ClusterSecrets, RenderedNode};
+use kforge_pki::{SecretsBundle, Talosconfig};
+use kforge_secret::SecretString;
+use kforge_spec::{Cluster, Diagnostic, Location};
+use kforge_yaml::Value;
+use sha2::{Digest, Sha256};
+
+use crate::Outcome;
+use crate::cli::GenconfigArgs;
+use crate::files::{self, FsReader, StagedDir};
+use crate::report::{Format, Hinted, print_diagnostics};
+
+/// Default secrets file names, in talhelper's order; the last one that exists wins.
+const SECRET_FILES: &[&str] = &["talsecret.yaml", "talsecret.sops.yaml", "talsecret.yml", "talsecret.sops.yml"];
+
+/// A talosconfig certificate with less than this left is reissued.
+const CERT_RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+pub fn run(args: &GenconfigArgs) -> Result<Outcome> {
+    let loaded = super::load_cluster(&args.cluster, false);
+    let mut diags = loaded.diagnostics;
+    let Some(cluster) = loaded.cluster else {
+        print_diagnostics(&diags, Format::Human);
+        return Ok(Outcome::Failure);
+    };
+    diags.extend(kforge_spec::validate::validate(&cluster, &FsReader));
+    if diags.iter().any(Diagnostic::is_error) {
+        print_diagnostics(&diags, Format::Human);
+        return Ok(Outcome::Failure);
+    }
+
+    let (bundle, new_secrets_path) = match secrets(args, &cluster) {
+        Ok(s) => s,
+        Err(SecretsProblem::Diagnostics(mut d)) => {
+            diags.append(&mut d);
+            print_diagnostics(&diags, Format::Human);
+            return Ok(Outcome::Failure);
+        }
+        Err(SecretsProblem::Fatal(e)) => {
+            print_diagnostics(&diags, Format::Human);
+            return Err(e);
+        }
+    };
+
+    let rendered = match kforge_machine::render_cluster(&cluster, &cluster_secrets(&bundle), &FsReader) {
+        Ok(r) => r,
+        Err(mut e) => {
+            diags.append(&mut e);
+            print_diagnostics(&diags, Format::Human);
+            return Ok(Outcome::Failure);
+        }
+    };
+    for r in &rendered {
+        diags.extend(r.diagnostics.iter().cloned());
+    }
+    print_diagnostics(&diags, Format::Human);
+
+    let out_dir = args.out_dir.clone().unwrap_or_else(|| cluster.base_dir.join("clusterconfig"));
+    let talosconfig = talosconfig(args, &cluster, &bundle, &out_dir)?;
+
+    let mut outputs: Vec<(String, SecretString)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for r in &rendered {
+        if !seen.insert(r.filename.clone()) {
+            bail!("two nodes would be written to the same file `{}`; give them different hostnames or a different `filenameTmpl`", r.filename);
+        }
+        outputs.push((r.filename.clone(), r.to_yaml()));
+    }
+    outputs.push(("talosconfig".into(), talosconfig));
+
+    if args.dry_run {
+        for (name, text) in &outputs {
+            print_redacted_diff(&out_dir.join(name), text);
+        }
+        if let Some(p) = &new_secrets_path {
+            eprintln!("would write a new secrets bundle to {}", p.display());
+        }
+        return Ok(Outcome::Success);
+    }
+
+    let staged = StagedDir::new(&out_dir)?;
+    for (name, text) in &outputs {
+        staged.write(name, text.as_bytes())?;
+    }
+    if !args.no_gitignore {
+        let path = staged.path().join(".gitignore");
+        let existing = std::fs::read_to_string(&path).unwrap_or_default();
+        let names: Vec<String> = outputs.iter().map(|(n, _)| n.clone()).collect();
+        if let Some(updated) = files::gitignore_with(&existing, &names) {
+            staged.write(".gitignore", updated.as_bytes())?;
+        }
+    }
+    if let Some(p) = &new_secrets_path {
+        // Saved before the configs are swapped in: configs must never exist without their secrets.
+        kforge_secret::write_private(p, bundle.to_yaml().as_bytes()).with_context(|| format!("cannot save the new secrets bundle to {}", p.display()))?;
+        eprintln!("generated new secrets in {} (mode 0600); keep it safe and back it up", p.display());
+    }
+    staged.commit()?;
+    for r in &rendered {
+        eprintln!("generated config for {} in {}", r.hostname, out_dir.join(&r.filename).display());
+    }
+    eprintln!("generated client config in {}", out_dir.join("talosconfig").display());
+    Ok(Outcome::Success)
+}
+
+enum SecretsProblem {
+    Diagnostics(Vec<Diagnostic>),
+    Fatal(anyhow::Error),
+}
+
+/// Finds and loads the secrets bundle, or generates one with `--new-secrets` (returning
+/// where to save it).
+fn secrets(args: &GenconfigArgs, cluster: &Cluster) -> std::result::Result<(SecretsBundle, Option<PathBuf>), SecretsProblem> {
+    let candidates: Vec<PathBuf> = if args.secret_file.is_empty() {
+        SECRET_FILES.iter().map(|f| cluster.base_dir.join(f)).collect()
+    } else {
+        args.secret_file.clone()
+    };
+    let existing = candidates.iter().rev().find(|p| p.exists());
+    let Some(path) = existing else {
+        if args.new_secrets {
+            let bundle = SecretsBundle::generate(SystemTime::now()).context("cannot generate a secrets bundle").map_err(SecretsProblem::Fatal)?;
+            return Ok((bundle, Some(candidates[0].clone())));
+        }
+        let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+        return Err(SecretsProblem::Fatal(
+            Hinted::new(
+                format!("no secrets bundle found (looked for {})", looked.join(", ")),
+                "a secrets bundle holds the cluster's CAs and tokens; generating new ones would create a new PKI that no \
+                 running node trusts, so kforge will not do it silently. Pass the existing bundle with -s/--secret-file, \
+                 or run with --new-secrets for a brand-new cluster (it is then saved next to the cluster file)",
+            )
+            .into(),
+        ));
+    };
+    let text = files::read_text(path).map_err(|e| SecretsProblem::Fatal(anyhow::Error::new(e).context(format!("cannot read secrets bundle {}", path.display()))))?;
+    let text = match kforge_spec::env::substitute(&text, path, &cluster.env) {
+        Ok(s) => s.text,
+        Err(d) => return Err(SecretsProblem::Diagnostics(d)),
+    };
+    match SecretsBundle::from_yaml(&text) {
+        Ok(b) => Ok((b, None)),
+        Err(e) => {
+            let lines = kforge_spec::diagnostic::LineIndex::new(&text);
+            let problems = e.problems();
+            if problems.is_empty() {
+                return Err(SecretsProblem::Fatal(anyhow::Error::new(e).context(format!("invalid secrets bundle {}", path.display()))));
+            }
+            Err(SecretsProblem::Diagnostics(
+                problems
+                    .iter()
+                    .map(|p| {
+                        let loc = p.pos.map(|pos| Location {
+                            file: path.to_path_buf(),
+                            line: pos.line,
+                            col: pos.col,
+                            len: 1,
+                            line_text: lines.line_text(pos.line).to_string(),
+                        });
+                        Diagnostic::error("secrets", format!("invalid secrets bundle: {p}")).at(loc)
+                    })
+                    .collect(),
+            ))
+        }
+    }
+}
+
+/// The values machine configs embed, from the bundle.
+pub fn cluster_secrets(b: &SecretsBundle) -> ClusterSecrets {
+    ClusterSecrets {
+        cluster_id: SecretString::from(b.cluster_id().to_string()),
+        cluster_secret: b.cluster_secret().clone(),
+        bootstrap_token: b.bootstrap_token().clone(),
+        secretbox_encryption_secret: b.secretbox_encryption_secret().cloned(),
+        aescbc_encryption_secret: b.aescbc_encryption_secret().cloned(),
+        trustd_token: b.trustd_token().clone(),
+        os: CertAndKey { crt: b.os_ca_crt().to_string(), key: b.os_ca_key().clone() },
+        k8s: CertAndKey { crt: b.k8s_ca_crt().to_string(), key: b.k8s_ca_key().clone() },
+        k8s_aggregator: CertAndKey { crt: b.k8s_aggregator_ca_crt().to_string(), key: b.k8s_aggregator_ca_key().clone() },
+        k8s_service_account_key: b.k8s_service_account_key().clone(),
+        etcd: CertAndKey { crt: b.etcd_ca_crt().to_string(), key: b.etcd_ca_key().clone() },
+    }
+}
+
+/// Renders the cluster with placeholder secrets, to find problems only rendering reveals
+/// (patches that do not apply, profiles that do not fit the hardware).
+pub fn render_checks(cluster: &Cluster) -> Vec<Diagnostic> {
+    let placeholder = || SecretString::from("placeholder".to_string());
+    let cert = || CertAndKey { crt: "placeholder".into(), key: placeholder() };
+    let secrets = ClusterSecrets {
+        cluster_id: placeholder(),
+        cluster_secret: placeholder(),
+        bootstrap_token: placeholder(),
+        secretbox_encryption_secret: Some(placeholder()),
+        aescbc_encryption_secret: None,
+        trustd_token: placeholder(),
+        os: cert(),
+        k8s: cert(),
+        k8s_aggregator: cert(),
+        k8s_service_account_key: placeholder(),
+        etcd: cert(),
+    };
+    match kforge_machine::render_cluster(cluster, &secrets, &FsReader) {
+        Ok(nodes) => nodes.into_iter().flat_map(|n: RenderedNode| n.diagnostics).collect(),
+        Err(d) => d,
+    }
+}
+
+/// The talosconfig: context = cluster name, endpoints = control-plane IPs, nodes = all IPs,
+/// with the existing client certificate kept while it is valid (so re-running changes
+/// nothing), else a new one.
+fn talosconfig(args: &GenconfigArgs, cluster: &Cluster, bundle: &SecretsBundle, out_dir: &Path) -> Result<SecretString> {
+    let name = cluster.name().to_string();
+    let endpoints: Vec<String> = cluster.nodes.iter().filter(|n| n.control_plane).flat_map(|n| n.ip_addresses.clone()).collect();
+    let nodes: Vec<String> = if args.disable_nodes_section { Vec::new() } else { cluster.nodes.iter().flat_map(|n| n.ip_addresses.clone()).collect() };
+    let now = now();
+    let existing = files::read_text(&out_dir.join("talosconfig")).ok().and_then(|t| Talosconfig::from_yaml(&t).ok());
+    let reusable = existing.as_ref().and_then(|tc| tc.contexts.get(&name)).and_then(|ctx| {
+        let crt = ctx.crt_pem().ok()?;
+        let key = ctx.key_pem().ok()?;
+        kforge_pki::client_cert_still_valid(bundle, &crt, &key, now, CERT_RENEW_BEFORE).then_some((crt, key))
+    });
+    let (crt, key) = match reusable {
+        Some(ck) => ck,
+        None => {
+            let ttl = parse_go_duration(&args.crt_ttl).with_context(|| format!("invalid --crt-ttl `{}`", args.crt_ttl))?;
+            let issued = kforge_pki::issue_talos_client_cert(bundle, kforge_pki::DEFAULT_TALOS_ROLES, now, ttl).context("cannot issue the talosconfig client certificate")?;
+            (issued.crt_pem, issued.key_pem)
+        }
+    };
+    Ok(Talosconfig::for_cluster(&name, &endpoints, &nodes, bundle, &crt, &key).to_yaml())
+}
+
+/// The current time, or `SOURCE_DATE_EPOCH` when set (reproducible output).
+fn now() -> SystemTime {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map_or_else(SystemTime::now, |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
+}
+
+/// Go durations: `8760h`, `1h30m`, `90s`, `500ms`.
+pub fn parse_go_duration(s: &str) -> Result<Duration> {
+    let mut total = 0f64;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        bail!("empty duration");
+    }
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        if num_len == 0 {
+            bail!("expected a number at `{rest}`");
+        }
+        let n: f64 = rest[..num_len].parse().with_context(|| format!("`{}` is not a number", &rest[..num_len]))?;
+        rest = &rest[num_len..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let mult = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            u => bail!("unknown unit `{u}` (expected h, m, s, ms, us or ns)"),
+        };
+        total += n * mult;
+        rest = &rest[unit_len..];
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+/// Prints a unified diff of `path` against `new`, with every secret replaced by a short
+/// fingerprint so changes show without revealing anything.
+fn print_redacted_diff(path: &Path, new: &SecretString) {
+    let old = files::read_text(path).ok();
+    let new_text = redact(new.expose());
+    let old_text = old.as_deref().map(redact).unwrap_or_default();
+    if old.is_some() && old_text == new_text {
+        eprintln!("{}: unchanged", path.display());
+        return;
+    }
+    let diff = similar::TextDiff::from_lines(&old_text, &new_text);
+    let label_old = if old.is_some() { path.display().to_string() } else { "/dev/null".into() };
+    print!("{}", diff.unified_diff().context_radius(3).header(&label_old, &path.display().to_string()));
+}
+
+/// The text with secret values (machine-config secret paths, talosconfig keys) replaced by
+/// `<secret sha256:…>`.
+pub fn redact(text: &str) -> String {
+    let Ok(nodes) = kforge_yaml::parse_all(text) else { return "<not YAML; not shown>\n".into() };
+    let mut docs: Vec<Value> = nodes.iter().map(kforge_yaml::Node::to_value).collect();
+    for d in &mut docs {
+        for path in kforge_machine::secrets::SECRET_PATHS {
+            redact_at(d, path);
+        }
+        if let Some(Value::Object(ctxs)) = d.get_mut("contexts") {
+            for (_, c) in ctxs.iter_mut() {
+                redact_at(c, &["key"]);
+            }
+        }
+    }
+    kforge_yaml::to_string_multi(&docs, kforge_yaml::EmitOptions { indent: 2 })
+}
+
+fn redact_at(v: &mut Value, path: &[&str]) {
+    let mut cur = v;
+    for p in path {
+        match cur.get_mut(*p) {
+            Some(next) => cur = next,
+            None => return,
+        }
+    }
+    if let Value::String(s) = cur {
+        if !s.is_empty() {
+            let digest = Sha256::digest(s.as_bytes());
+            *s = format!("<secret sha256:{}>", hex::encode(&digest[..6]));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("8760h").unwrap(), Duration::from_secs(8760 * 3600));
+        assert_eq!(parse_go_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert!(parse_go_duration("5d").is_err());
+    }
+
+    #[test]
+    fn redaction_hides_secrets_but_shows_changes() {
+        let a = redact("machine:\n  token: abc\n  ca:\n    crt: public\n    key: private\n");
+        assert!(!a.contains("abc") && !a.contains("private") && a.contains("public"));
+        assert_ne!(a, redact("machine:\n  token: abd\n  ca:\n    crt: public\n    key: private\n"));
+    }
+}

@@ -1,0 +1,36 @@
+//! One module per command; each calls library functions and reports through `report`.
+
+mod genconfig;
+mod gensecret;
+mod schema;
+mod validate;
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+use clap::CommandFactory;
+use kforge_spec::{LoadOptions, Loaded};
+
+use crate::Outcome;
+use crate::cli::{Cli, ClusterFileArgs, Command};
+use crate::files::FsReader;
+
+pub fn run(cli: Cli) -> Result<Outcome> {
+    match cli.command {
+        Command::Gensecret(a) => gensecret::run(&a),
+        Command::Genconfig(a) => genconfig::run(&a),
+        Command::Validate(a) => validate::run(&a),
+        Command::Schema => schema::run(),
+        Command::Completion { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "kforge", &mut std::io::stdout());
+            Ok(Outcome::Success)
+        }
+    }
+}
+
+/// Loads the cluster file named on the command line.
+pub fn load_cluster(args: &ClusterFileArgs, no_substitute: bool) -> Loaded {
+    let opts = LoadOptions { env_files: args.env_file.clone(), no_substitute, strict: args.strict };
+    let env: HashMap<String, String> = std::env::vars().collect();
+    kforge_spec::load(&args.config_file, &opts, &FsReader, env)
+}

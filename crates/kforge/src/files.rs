@@ -1,0 +1,212 @@
+//! The filesystem edge: reading the files a cluster references, and writing an output
+//! directory atomically (stage everything in a sibling temporary directory, then swap it in
+//! with one `renameat2(RENAME_EXCHANGE)`), so an error never leaves a half-written directory.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use kforge_spec::SourceReader;
+
+/// Files larger than this are refused (a cluster never needs them; a 100 MB scalar is an
+/// attack or an accident).
+const MAX_FILE_BYTES: u64 = 64 << 20;
+
+/// Reads files from disk.
+#[derive(Default)]
+pub struct FsReader;
+
+impl SourceReader for FsReader {
+    fn read(&self, path: &Path) -> Result<String, String> {
+        read_text(path).map_err(|e| e.to_string())
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+}
+
+/// Reads a UTF-8 text file with a size limit; the error names the problem (not the path,
+/// which callers add).
+pub fn read_text(path: &Path) -> io::Result<String> {
+    let meta = fs::metadata(path)?;
+    if meta.is_dir() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "it is a directory, not a file"));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("it is {} bytes; kforge reads files up to {} bytes", meta.len(), MAX_FILE_BYTES),
+        ));
+    }
+    let bytes = fs::read(path)?;
+    String::from_utf8(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "it is not UTF-8 text"))
+}
+
+/// An output directory being prepared next to its final place.
+pub struct StagedDir {
+    target: PathBuf,
+    staging: tempfile::TempDir,
+}
+
+impl StagedDir {
+    /// Starts staging `target`: a private sibling directory holding a copy of what `target`
+    /// holds today, so files kforge does not manage survive the swap.
+    pub fn new(target: &Path) -> Result<StagedDir> {
+        let parent = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        kforge_secret::create_private_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        let staging = tempfile::Builder::new()
+            .prefix(".kforge-staging-")
+            .tempdir_in(&parent)
+            .with_context(|| format!("cannot create a staging directory in {}", parent.display()))?;
+        set_mode(staging.path(), 0o700)?;
+        if target.is_dir() {
+            copy_tree(target, staging.path()).with_context(|| format!("cannot copy {} into the staging directory", target.display()))?;
+        }
+        Ok(StagedDir { target: target.to_path_buf(), staging })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.staging.path()
+    }
+
+    /// Writes a file (mode 0600) into the staging directory.
+    pub fn write(&self, name: &str, contents: &[u8]) -> Result<()> {
+        let path = self.staging.path().join(name);
+        kforge_secret::write_private(&path, contents).with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// Swaps the staged directory into place (mode 0700). The previous contents are removed.
+    pub fn commit(self) -> Result<()> {
+        let staged = self.staging.keep();
+        set_mode(&staged, 0o700)?;
+        if self.target.exists() {
+            match nix::fcntl::renameat2(nix::fcntl::AT_FDCWD, &staged, nix::fcntl::AT_FDCWD, &self.target, nix::fcntl::RenameFlags::RENAME_EXCHANGE) {
+                Ok(()) => {}
+                Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOSYS) => {
+                    // Filesystems without RENAME_EXCHANGE: two renames, old copy kept until the end.
+                    let old = staged.with_extension("old");
+                    fs::rename(&self.target, &old).with_context(|| format!("cannot move {} aside", self.target.display()))?;
+                    fs::rename(&staged, &self.target).with_context(|| format!("cannot move the new {} into place", self.target.display()))?;
+                    fs::remove_dir_all(&old).ok();
+                    return Ok(());
+                }
+                Err(e) => return Err(io::Error::from(e)).with_context(|| format!("cannot swap the new {} into place", self.target.display())),
+            }
+            // `staged` now holds the previous contents.
+            fs::remove_dir_all(&staged).with_context(|| format!("cannot remove the previous contents at {}", staged.display()))?;
+        } else {
+            fs::rename(&staged, &self.target).with_context(|| format!("cannot move the new {} into place", self.target.display()))?;
+        }
+        Ok(())
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let ty = entry.file_type()?;
+        let dest = to.join(entry.file_name());
+        if ty.is_dir() {
+            fs::create_dir_all(&dest)?;
+            copy_tree(&entry.path(), &dest)?;
+        } else if ty.is_file() {
+            fs::copy(entry.path(), &dest)?;
+        } else if ty.is_symlink() {
+            let link = fs::read_link(entry.path())?;
+            #[cfg(unix)]
+            std::os::unix::fs::symlink(link, &dest)?;
+        }
+    }
+    Ok(())
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).with_context(|| format!("cannot set permissions of {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Adds `entries` to a `.gitignore` text unless a line already covers them; never removes
+/// or reorders lines. Returns the new text, or `None` when nothing changes.
+pub fn gitignore_with(existing: &str, entries: &[String]) -> Option<String> {
+    let patterns: Vec<&str> = existing.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    let mut out = existing.to_string();
+    let mut changed = false;
+    for e in entries {
+        if patterns.iter().any(|p| gitignore_matches(p, e)) || out.lines().any(|l| l.trim() == e) {
+            continue;
+        }
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str(e);
+        out.push('\n');
+        changed = true;
+    }
+    changed.then_some(out)
+}
+
+/// Whether a gitignore pattern (no negation, simple `*`/`?` globs) matches a file name.
+fn gitignore_matches(pattern: &str, name: &str) -> bool {
+    if pattern.starts_with('!') {
+        return false;
+    }
+    let p = pattern.trim_start_matches('/');
+    glob_match(p.as_bytes(), name.as_bytes())
+}
+
+fn glob_match(p: &[u8], s: &[u8]) -> bool {
+    match (p.first(), s.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => glob_match(&p[1..], s) || (!s.is_empty() && s[0] != b'/' && glob_match(p, &s[1..])),
+        (Some(b'?'), Some(c)) if *c != b'/' => glob_match(&p[1..], &s[1..]),
+        (Some(a), Some(b)) if a == b => glob_match(&p[1..], &s[1..]),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gitignore_is_append_only_and_idempotent() {
+        let first = gitignore_with("", &["a.yaml".into(), "talosconfig".into()]).unwrap();
+        assert_eq!(first, "a.yaml\ntalosconfig\n");
+        assert!(gitignore_with(&first, &["a.yaml".into(), "talosconfig".into()]).is_none());
+        assert!(gitignore_with("*.yaml\n", &["a.yaml".into()]).is_none());
+        assert_eq!(gitignore_with("# keep\nx", &["b".into()]).unwrap(), "# keep\nx\nb\n");
+    }
+
+    #[test]
+    fn staged_dir_swaps_atomically_and_keeps_foreign_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        fs::create_dir(&out).unwrap();
+        fs::write(out.join("keep.txt"), "mine").unwrap();
+        fs::write(out.join("a.yaml"), "old").unwrap();
+        let staged = StagedDir::new(&out).unwrap();
+        staged.write("a.yaml", b"new").unwrap();
+        assert_eq!(fs::read_to_string(out.join("a.yaml")).unwrap(), "old");
+        staged.commit().unwrap();
+        assert_eq!(fs::read_to_string(out.join("a.yaml")).unwrap(), "new");
+        assert_eq!(fs::read_to_string(out.join("keep.txt")).unwrap(), "mine");
+        let leftovers: Vec<_> = fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(leftovers, vec![std::ffi::OsString::from("out")]);
+
+        // Dropping a staged dir without committing leaves the target untouched.
+        let staged = StagedDir::new(&out).unwrap();
+        staged.write("a.yaml", b"never").unwrap();
+        drop(staged);
+        assert_eq!(fs::read_to_string(out.join("a.yaml")).unwrap(), "new");
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
+    }
+}
