@@ -307,3 +307,58 @@ pub(crate) fn scrub_value(v: &mut Value) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use x509_parser::prelude::{FromDer, X509Certificate};
+
+    use super::*;
+    use crate::certificate::CertInfo;
+
+    const FIXTURE: &str = include_str!("../tests/fixtures/talosctl-secrets.yaml");
+
+    /// Rebuilds a CA of the talosctl fixture from its own serial, validity, SKI and key:
+    /// the to-be-signed part must match Go's byte for byte, and for the Ed25519 OS CA
+    /// (deterministic signatures) the whole certificate must.
+    fn rebuild(pair: &CaPair, organization: &str) -> (Vec<u8>, Vec<u8>) {
+        let go_pem = pem_text::base64_to_secret_text(&pair.crt).unwrap();
+        let go_der = crate::pem_text::first_block(go_pem.expose()).unwrap().contents.to_vec();
+        let (_, go) = X509Certificate::from_der(&go_der).unwrap();
+        let key_pem = pem_text::base64_to_secret_text(pair.key.expose()).unwrap();
+        let key = PrivateKey::from_pem(key_pem.expose()).unwrap();
+        let info = CertInfo::from_der(&go_der).unwrap();
+        let at = |t: i64| SystemTime::UNIX_EPOCH + Duration::from_secs(t as u64);
+        let no_sans = SubjectAltNames::default();
+        let spec = CertificateSpec {
+            serial: go.raw_serial().to_vec(),
+            organizations: if organization.is_empty() { vec![] } else { vec![organization.into()] },
+            common_name: None,
+            not_before: at(info.not_before),
+            not_after: at(info.not_after),
+            key_usage: KeyUsages::DigitalSignature | KeyUsages::KeyCertSign,
+            usage: Some(Usage::ServerAndClient),
+            is_ca: true,
+            subject_key_id: info.subject_key_id.clone(),
+            sans: &no_sans,
+            what: "test CA",
+        };
+        let ours = certificate::issue(&spec, &key, Signer::SelfSigned).unwrap();
+        (ours, go_der)
+    }
+
+    #[test]
+    fn certificates_are_laid_out_exactly_like_go() {
+        let bundle = SecretsBundle::from_yaml(FIXTURE).unwrap_or_else(|e| panic!("{e}"));
+        let (ours, go) = rebuild(&bundle.os, "talos");
+        assert_eq!(ours, go, "Ed25519 OS CA: identical DER");
+        for (pair, org) in [(&bundle.etcd, "etcd"), (&bundle.k8s, "kubernetes"), (&bundle.k8s_aggregator, "")] {
+            let (ours, go) = rebuild(pair, org);
+            let (_, a) = X509Certificate::from_der(&ours).unwrap();
+            let (_, b) = X509Certificate::from_der(&go).unwrap();
+            assert_eq!(a.tbs_certificate.as_ref(), b.tbs_certificate.as_ref(), "{org}: identical TBS");
+            a.verify_signature(None).unwrap();
+        }
+    }
+}

@@ -325,8 +325,9 @@ mod tests {
     fn key_order_matches_yaml_v3() {
         let mut keys = vec!["b", "a10", "a2", "A", "a", "_x", "a-1", "ab", "a1b", "a01"];
         keys.sort_by(|a, b| yaml_v3_key_order(a, b));
-        // Upper before lower (code points), digit runs numeric, non-letters before letters.
-        assert_eq!(keys, vec!["A", "_x", "a", "a-1", "a01", "a1b", "a2", "a10", "ab", "b"]);
+        // Non-letters before letters, letters by code point, digit runs by value (a shorter
+        // run wins a tie: "a1b" < "a01"), a prefix first.
+        assert_eq!(keys, vec!["_x", "A", "a", "a-1", "a1b", "a01", "a2", "a10", "ab", "b"]);
     }
 
     #[test]
