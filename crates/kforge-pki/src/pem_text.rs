@@ -33,7 +33,14 @@ pub(crate) struct PemBlock {
 
 /// The first PEM block in `text`.
 pub(crate) fn first_block(text: &str) -> Result<PemBlock, String> {
-    let parsed = pem::parse(text).map_err(|e| e.to_string())?;
+    let parsed = pem::parse(text).map_err(|e| match e {
+        pem::PemError::MalformedFraming => "no `-----BEGIN ...-----` / `-----END ...-----` block found".to_string(),
+        pem::PemError::MismatchedTags(begin, end) => {
+            format!("the BEGIN label `{begin}` does not match the END label `{end}`")
+        }
+        pem::PemError::InvalidData(_) => "the body between BEGIN and END is not valid base64".to_string(),
+        other => other.to_string(),
+    })?;
     let encrypted = parsed.headers().get("Proc-Type").is_some_and(|v| v.contains("ENCRYPTED"));
     let label = parsed.tag().to_string();
     Ok(PemBlock { label, contents: Zeroizing::new(parsed.into_contents()), encrypted })
@@ -75,10 +82,24 @@ pub(crate) fn from_base64_url(text: &str) -> Result<Vec<u8>, base64::DecodeError
 
 /// Decodes base64 that must hold UTF-8 (PEM) text, keeping the text secret.
 pub(crate) fn base64_to_secret_text(text: &str) -> Result<SecretString, String> {
-    let bytes = from_base64(text).map_err(|e| format!("is not valid base64 ({e})"))?;
+    let bytes = from_base64(text).map_err(|e| format!("is not valid base64 ({})", describe_base64_error(&e)))?;
     match std::str::from_utf8(&bytes) {
         Ok(s) => Ok(SecretString::new(s.to_string())),
         Err(_) => Err("decodes to bytes that are not text, so not PEM".to_string()),
+    }
+}
+
+/// A base64 error without the offending character (it may be part of a secret).
+pub(crate) fn describe_base64_error(e: &base64::DecodeError) -> String {
+    match e {
+        base64::DecodeError::InvalidByte(offset, _) => {
+            format!("character {} is outside the base64 alphabet", offset + 1)
+        }
+        base64::DecodeError::InvalidLength(_) => "the length is not a multiple of 4".into(),
+        base64::DecodeError::InvalidLastSymbol(offset, _) => {
+            format!("the last character (at {}) is invalid", offset + 1)
+        }
+        base64::DecodeError::InvalidPadding => "the `=` padding is wrong".into(),
     }
 }
 
