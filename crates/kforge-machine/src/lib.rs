@@ -5,6 +5,7 @@
 pub mod contract;
 pub mod legacy;
 pub mod network;
+pub mod nodeconfig;
 pub mod patch;
 pub mod profile;
 pub mod render;
