@@ -70,6 +70,21 @@ fn secureboot_label_from_the_installer_image() {
     );
 }
 
+// The talhelper example's `isSecureBootEnabled: >-` label: a folded scalar keeps the line
+// breaks around its more-indented lines, so the action spans several lines.
+#[test]
+fn multi_line_action_from_the_talhelper_example() {
+    let conf = doc(
+        "nodeLabels:\n  isSecureBootEnabled: >-\n    {{\n      .MachineConfig.MachineInstall.InstallImage |\n      contains \"installer-secureboot\"\n    }}\n",
+    );
+    let template = conf["nodeLabels"]["isSecureBootEnabled"]
+        .as_str()
+        .expect("a string");
+    assert!(template.contains('\n'), "{template:?}");
+    assert!(is_template(template));
+    assert_eq!(ok(template, &worker()), "true");
+}
+
 #[test]
 fn fields_read_go_zero_values_when_unset() {
     let d = worker();
