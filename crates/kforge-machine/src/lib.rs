@@ -3,6 +3,7 @@
 //! through the caller's `SourceReader`; no other I/O.
 
 pub mod contract;
+pub mod gotemplate;
 pub mod legacy;
 pub mod network;
 pub mod nodeconfig;

@@ -169,11 +169,11 @@ pub fn render_node(cluster: &Cluster, node: &ResolvedNode, secrets: &ClusterSecr
     for n in notes {
         cx.warnings.push(Diagnostic::warning("legacy-field", format!("node `{}`: {n}", node.hostname)));
     }
+    let filename = filename(&mut cx);
     if !cx.errors.is_empty() {
         return Err(cx.errors);
     }
 
-    let filename = filename(&cx);
     Ok(RenderedNode {
         index: node.index,
         hostname: node.hostname.clone(),
@@ -251,7 +251,7 @@ fn installer(cx: &mut Ctx<'_>, profile_args: &[String]) -> (String, Vec<String>,
                 "RegistryURL": factory.registry_url, "Mode": mode, "Secureboot": secureboot,
                 "ID": id, "Version": cx.talos_version, "UseUKI": use_uki,
             });
-            match template::render(&tmpl, &data) {
+            match template::render_plain(&tmpl, &data) {
                 Ok(s) => s,
                 Err(e) => {
                     let at = cx.at(&Path::root().key("imageFactory").key("installerURLTmpl"));
@@ -890,7 +890,7 @@ fn extra_manifests(cx: &mut Ctx<'_>, docs: &mut Vec<Value>) {
     }
 }
 
-fn filename(cx: &Ctx<'_>) -> String {
+fn filename(cx: &mut Ctx<'_>) -> String {
     let cluster_name = cx.cluster.name();
     match &cx.node.config.filename_tmpl {
         None => format!("{cluster_name}-{}.yaml", cx.node.hostname),
@@ -901,7 +901,20 @@ fn filename(cx: &Ctx<'_>) -> String {
                 "IPAddress": cx.cluster.file.nodes.as_deref().unwrap_or_default()[cx.node.index].ip_address.clone().unwrap_or_default(),
                 "Role": cx.node.role(),
             });
-            template::render(t, &data).unwrap_or_else(|_| format!("{cluster_name}-{}.yaml", cx.node.hostname))
+            match template::render_plain(t, &data) {
+                Ok(name) if !name.trim().is_empty() && !name.contains('/') => name.trim().to_string(),
+                Ok(name) => {
+                    cx.errors.push(
+                        Diagnostic::error("template", format!("`filenameTmpl` gives `{name}`, which is not a file name"))
+                            .at(cx.at(&cx.field("filenameTmpl"))),
+                    );
+                    String::new()
+                }
+                Err(e) => {
+                    cx.errors.push(Diagnostic::error("template", format!("`filenameTmpl` cannot be rendered: {e}")).at(cx.at(&cx.field("filenameTmpl"))));
+                    String::new()
+                }
+            }
         }
     }
 }

@@ -36,8 +36,8 @@
 //!     `deviceSelector`;
 //!   - `machine.network.interfaces[].vlans` (`VlanList.Merge`): by `vlanId`;
 //!   - `cluster.apiServer.admissionControl` (`AdmissionPluginConfigList.Merge`): by `name`;
-//!   - ExtensionServiceConfig `configFiles` (`ConfigFileList.Merge`,
-//!     `types/runtime/extensions`): by `mountPath`.
+//!   - ExtensionServiceConfig `configFiles` (`ConfigFileList.Merge` of the extension service
+//!     config type): by `mountPath`.
 //! * `extraArgs` mappings (`meta.Args.Merge`, `types/meta/args.go`, Talos ≥ 1.13): each key
 //!   of the patch replaces the config's value for that key whole (`maps.Copy`): a list value
 //!   replaces a list, an empty string replaces too. (Talos 1.12 merged these
@@ -60,6 +60,10 @@
 //! * a deleted key inside a list item, or a list item inside a list item, is an error;
 //! * whatever is left of the patch document is merged as usual; a patch document left with
 //!   nothing but `version`/`kind`/`name` is dropped.
+//!
+//! Not reproduced: Talos's encoder drops fields left empty (`nodeLabels: {}` after deleting
+//! the last label stays in the result here), and nulls inside free-form objects are dropped
+//! rather than kept.
 //!
 //! # JSON patches
 //!

@@ -127,7 +127,7 @@ pub(super) fn is_map_typed(kind: &str, path: &[Seg]) -> bool {
         &["cluster", "apiServer", "auditPolicy"],
         &["cluster", "scheduler", "config"],
     ];
-    if MAPS.iter().any(|m| *m == p.as_slice()) || FREE_FORM.iter().any(|m| p.starts_with(m)) {
+    if MAPS.contains(&p.as_slice()) || FREE_FORM.iter().any(|m| p.starts_with(m)) {
         return true;
     }
     matches!(p.as_slice(), ["cluster", _, "extraArgs" | "env"])
