@@ -12,7 +12,8 @@ use kforge_secret::SecretString;
 fn for_cluster_writes_what_talosctl_writes() {
     let b = fixture();
     let now = generated_at();
-    let cert = issue_talos_client_cert(&b, DEFAULT_TALOS_ROLES, now, TALOS_CLIENT_CERT_DEFAULT_TTL).unwrap();
+    let cert = issue_talos_client_cert(&b, DEFAULT_TALOS_ROLES, now, TALOS_CLIENT_CERT_DEFAULT_TTL)
+        .unwrap();
     let cfg = Talosconfig::for_cluster(
         "prod",
         &["10.5.0.2".into(), "10.5.0.3".into()],
@@ -37,7 +38,13 @@ fn for_cluster_writes_what_talosctl_writes() {
     assert_eq!(ctx.ca_pem().unwrap(), b.os_ca_crt_pem().unwrap());
     assert_eq!(ctx.crt_pem().unwrap(), cert.crt_pem);
     assert!(ctx.key_pem().unwrap() == cert.key_pem);
-    assert!(client_cert_still_valid(&b, &ctx.crt_pem().unwrap(), &ctx.key_pem().unwrap(), now, Duration::from_secs(86400)));
+    assert!(client_cert_still_valid(
+        &b,
+        &ctx.crt_pem().unwrap(),
+        &ctx.key_pem().unwrap(),
+        now,
+        Duration::from_secs(86400)
+    ));
 }
 
 fn enc(s: &str) -> String {
@@ -48,10 +55,21 @@ fn enc(s: &str) -> String {
 #[test]
 fn gen_config_style_empty_endpoints() {
     let b = fixture();
-    let cert = issue_talos_client_cert(&b, DEFAULT_TALOS_ROLES, generated_at(), TALOS_CLIENT_CERT_DEFAULT_TTL).unwrap();
+    let cert = issue_talos_client_cert(
+        &b,
+        DEFAULT_TALOS_ROLES,
+        generated_at(),
+        TALOS_CLIENT_CERT_DEFAULT_TTL,
+    )
+    .unwrap();
     let cfg = Talosconfig::for_cluster("c1", &[], &[], &b, &cert.crt_pem, &cert.key_pem);
     let text = cfg.to_yaml();
-    assert!(text.expose().starts_with("context: c1\ncontexts:\n    c1:\n        endpoints: []\n        ca: "), "{}", text.expose());
+    assert!(
+        text.expose()
+            .starts_with("context: c1\ncontexts:\n    c1:\n        endpoints: []\n        ca: "),
+        "{}",
+        text.expose()
+    );
     assert!(!text.expose().contains("nodes"));
 }
 
@@ -92,7 +110,10 @@ fn multi_context_file_round_trips_byte_for_byte() {
     let basic = lab10.auth.basic.as_ref().unwrap();
     assert_eq!(basic.username, "admin");
     assert_eq!(basic.password.expose(), "hunter2");
-    assert_eq!(lab10.auth.siderov1.as_ref().unwrap().identity, "me@example.org");
+    assert_eq!(
+        lab10.auth.siderov1.as_ref().unwrap().identity,
+        "me@example.org"
+    );
     assert_eq!(cfg.current().unwrap().cluster, "lab");
     // yaml.v3 quotes with double quotes when it must.
     let expected = MULTI.replace("'[fd00::1]:50000'", "\"[fd00::1]:50000\"");
@@ -103,28 +124,52 @@ fn multi_context_file_round_trips_byte_for_byte() {
 fn problems_are_reported_with_paths() {
     let text = "context: a\ncontexts:\n    a:\n        endpoint: [x]\n        nodes: x\n        auth:\n            basic: {user: u}\n    b:\n";
     let err = Talosconfig::from_yaml(text).err().expect("rejected");
-    let got: Vec<(String, BundleProblemKind, usize)> =
-        err.problems().iter().map(|p| (p.path.clone(), p.kind, p.pos.unwrap().line)).collect();
+    let got: Vec<(String, BundleProblemKind, usize)> = err
+        .problems()
+        .iter()
+        .map(|p| (p.path.clone(), p.kind, p.pos.unwrap().line))
+        .collect();
     assert_eq!(
         got,
         vec![
-            ("contexts.a.endpoint".into(), BundleProblemKind::UnknownKey, 4),
+            (
+                "contexts.a.endpoint".into(),
+                BundleProblemKind::UnknownKey,
+                4
+            ),
             ("contexts.a.nodes".into(), BundleProblemKind::WrongType, 5),
-            ("contexts.a.auth.basic.user".into(), BundleProblemKind::UnknownKey, 7),
+            (
+                "contexts.a.auth.basic.user".into(),
+                BundleProblemKind::UnknownKey,
+                7
+            ),
             ("contexts.b".into(), BundleProblemKind::Missing, 8),
         ],
         "{err}"
     );
-    assert!(err.to_string().contains("did you mean `endpoints`?"), "{err}");
-    assert!(matches!(Talosconfig::from_yaml("context: [\n"), Err(TalosconfigError::Yaml(_))));
+    assert!(
+        err.to_string().contains("did you mean `endpoints`?"),
+        "{err}"
+    );
+    assert!(matches!(
+        Talosconfig::from_yaml("context: [\n"),
+        Err(TalosconfigError::Yaml(_))
+    ));
     assert!(Talosconfig::from_yaml("").unwrap().contexts.is_empty());
 }
 
 #[test]
 fn undecodable_fields_are_errors_not_panics() {
-    let mut ctx = TalosContext { crt: "%%%".into(), key: SecretString::new("%%%".into()), ..Default::default() };
+    let mut ctx = TalosContext {
+        crt: "%%%".into(),
+        key: SecretString::new("%%%".into()),
+        ..Default::default()
+    };
     assert!(ctx.crt_pem().is_err());
     assert!(ctx.key_pem().is_err());
     ctx.ca = enc("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n");
-    assert!(ctx.ca_pem().is_ok(), "decoding base64 does not judge the PEM");
+    assert!(
+        ctx.ca_pem().is_ok(),
+        "decoding base64 does not judge the PEM"
+    );
 }
