@@ -93,7 +93,10 @@ impl SecretsBundle {
         })
     }
 
-    /// Reads a bundle strictly; see [`crate::bundle_load`].
+    /// Reads a bundle strictly, reporting every problem at once with its YAML path and
+    /// line:col: missing fields, unknown keys (talosctl would drop them), bad base64, PEM
+    /// that does not parse, keys of the wrong type or not matching their certificate, CA
+    /// certificates that are not CAs, malformed tokens, secrets of the wrong length.
     pub fn from_yaml(text: &str) -> Result<SecretsBundle, BundleError> {
         crate::bundle_load::load(text)
     }

@@ -1,4 +1,4 @@
-//! The talosconfig client certificate: Ed25519, signed by the OS CA, Subject O=<roles> and
+//! The talosconfig client certificate: Ed25519, signed by the OS CA, Subject `O=<roles>` and
 //! no CN, KeyUsage DigitalSignature, ExtKeyUsage exactly [ClientAuth] (apid rejects
 //! anything else). Issuance is deterministic — key and serial come from HKDF-SHA256 over
 //! the OS CA key and the request — so re-running genconfig with the same inputs yields the
