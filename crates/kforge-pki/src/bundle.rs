@@ -10,7 +10,9 @@ use kforge_yaml::{EmitOptions, Mapping, Value};
 use x509_cert::ext::pkix::KeyUsages;
 use zeroize::Zeroize;
 
-use crate::certificate::{self, CertificateAuthority, CertificateSpec, Signer, SubjectAltNames, Usage};
+use crate::certificate::{
+    self, CertificateAuthority, CertificateSpec, Signer, SubjectAltNames, Usage,
+};
 use crate::error::{BundleError, PkiError};
 use crate::keys::{KeyAlgorithm, PrivateKey, RSA_SERVICE_ACCOUNT_BITS};
 use crate::pem_text;
@@ -68,8 +70,7 @@ impl SecretsBundle {
         let (_, sa_pem) = PrivateKey::generate_rsa(RSA_SERVICE_ACCOUNT_BITS)?;
         let os = generate_ca(now, "talos", KeyAlgorithm::Ed25519)?;
 
-        let cluster_id =
-            base64_url(&random::bytes(SECRET_BYTES, "generating the cluster id")?);
+        let cluster_id = base64_url(&random::bytes(SECRET_BYTES, "generating the cluster id")?);
         let cluster_secret = SecretString::new(pem_text::to_base64(&random::bytes(
             SECRET_BYTES,
             "generating the cluster secret",
@@ -92,7 +93,10 @@ impl SecretsBundle {
         })
     }
 
-    /// Reads a bundle strictly; see [`crate::bundle_load`].
+    /// Reads a bundle strictly, reporting every problem at once with its YAML path and
+    /// line:col: missing fields, unknown keys (talosctl would drop them), bad base64, PEM
+    /// that does not parse, keys of the wrong type or not matching their certificate, CA
+    /// certificates that are not CAs, malformed tokens, secrets of the wrong length.
     pub fn from_yaml(text: &str) -> Result<SecretsBundle, BundleError> {
         crate::bundle_load::load(text)
     }
@@ -249,7 +253,10 @@ impl SecretsBundle {
         CertificateAuthority::from_bundle("certs.k8s", &self.k8s.crt, &self.k8s.key, operation)
     }
 
-    pub(crate) fn etcd_ca(&self, operation: &'static str) -> Result<CertificateAuthority, PkiError> {
+    pub(crate) fn etcd_ca(
+        &self,
+        operation: &'static str,
+    ) -> Result<CertificateAuthority, PkiError> {
         CertificateAuthority::from_bundle("certs.etcd", &self.etcd.crt, &self.etcd.key, operation)
     }
 }
@@ -265,13 +272,21 @@ fn decode_cert_pem(field: &str, b64: &str) -> Result<String, PkiError> {
 }
 
 /// A self-signed CA as `siderolabs/crypto` `NewSelfSignedCertificateAuthority` makes it.
-fn generate_ca(now: SystemTime, organization: &str, algorithm: KeyAlgorithm) -> Result<CaPair, PkiError> {
+fn generate_ca(
+    now: SystemTime,
+    organization: &str,
+    algorithm: KeyAlgorithm,
+) -> Result<CaPair, PkiError> {
     let (key, key_pem) = PrivateKey::generate(algorithm, RSA_SERVICE_ACCOUNT_BITS)?;
     let ski = random::bytes(SUBJECT_KEY_ID_BYTES, "drawing a subject key identifier")?;
     let no_sans = SubjectAltNames::default();
     let spec = CertificateSpec {
         serial: certificate::random_serial()?,
-        organizations: if organization.is_empty() { vec![] } else { vec![organization.to_string()] },
+        organizations: if organization.is_empty() {
+            vec![]
+        } else {
+            vec![organization.to_string()]
+        },
         common_name: None,
         not_before: now,
         not_after: certificate::add_duration(now, CA_VALIDITY, "CA certificate")?,
@@ -324,7 +339,10 @@ mod tests {
     /// (deterministic signatures) the whole certificate must.
     fn rebuild(pair: &CaPair, organization: &str) -> (Vec<u8>, Vec<u8>) {
         let go_pem = pem_text::base64_to_secret_text(&pair.crt).unwrap();
-        let go_der = crate::pem_text::first_block(go_pem.expose()).unwrap().contents.to_vec();
+        let go_der = crate::pem_text::first_block(go_pem.expose())
+            .unwrap()
+            .contents
+            .to_vec();
         let (_, go) = X509Certificate::from_der(&go_der).unwrap();
         let key_pem = pem_text::base64_to_secret_text(pair.key.expose()).unwrap();
         let key = PrivateKey::from_pem(key_pem.expose()).unwrap();
@@ -333,7 +351,11 @@ mod tests {
         let no_sans = SubjectAltNames::default();
         let spec = CertificateSpec {
             serial: go.raw_serial().to_vec(),
-            organizations: if organization.is_empty() { vec![] } else { vec![organization.into()] },
+            organizations: if organization.is_empty() {
+                vec![]
+            } else {
+                vec![organization.into()]
+            },
             common_name: None,
             not_before: at(info.not_before),
             not_after: at(info.not_after),
@@ -353,11 +375,19 @@ mod tests {
         let bundle = SecretsBundle::from_yaml(FIXTURE).unwrap_or_else(|e| panic!("{e}"));
         let (ours, go) = rebuild(&bundle.os, "talos");
         assert_eq!(ours, go, "Ed25519 OS CA: identical DER");
-        for (pair, org) in [(&bundle.etcd, "etcd"), (&bundle.k8s, "kubernetes"), (&bundle.k8s_aggregator, "")] {
+        for (pair, org) in [
+            (&bundle.etcd, "etcd"),
+            (&bundle.k8s, "kubernetes"),
+            (&bundle.k8s_aggregator, ""),
+        ] {
             let (ours, go) = rebuild(pair, org);
             let (_, a) = X509Certificate::from_der(&ours).unwrap();
             let (_, b) = X509Certificate::from_der(&go).unwrap();
-            assert_eq!(a.tbs_certificate.as_ref(), b.tbs_certificate.as_ref(), "{org}: identical TBS");
+            assert_eq!(
+                a.tbs_certificate.as_ref(),
+                b.tbs_certificate.as_ref(),
+                "{org}: identical TBS"
+            );
             a.verify_signature(None).unwrap();
         }
     }

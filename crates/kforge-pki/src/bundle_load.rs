@@ -28,9 +28,16 @@ pub(crate) fn load(text: &str) -> Result<SecretsBundle, BundleError> {
         _ => {
             if r.problems.is_empty() {
                 // Defensive: a field came back empty without a recorded reason.
-                r.problem("(top level)", None, Kind::Missing, "the bundle is incomplete");
+                r.problem(
+                    "(top level)",
+                    None,
+                    Kind::Missing,
+                    "the bundle is incomplete",
+                );
             }
-            Err(BundleError::Invalid { problems: r.problems })
+            Err(BundleError::Invalid {
+                problems: r.problems,
+            })
         }
     }
 }
@@ -40,7 +47,10 @@ fn read(r: &mut Reader, doc: &Node) -> Option<SecretsBundle> {
 
     let cluster = section(r, root, "cluster", &["id", "secret"]);
     let (cluster_id, cluster_secret) = match cluster {
-        Some(c) => (read_cluster_id(r, c), read_std_secret(r, c, "cluster", "secret", &[16, 24, 32])),
+        Some(c) => (
+            read_cluster_id(r, c),
+            read_std_secret(r, c, "cluster", "secret", &[16, 24, 32]),
+        ),
         None => (None, None),
     };
 
@@ -48,17 +58,29 @@ fn read(r: &mut Reader, doc: &Node) -> Option<SecretsBundle> {
         r,
         root,
         "secrets",
-        &["bootstraptoken", "secretboxencryptionsecret", "aescbcencryptionsecret"],
+        &[
+            "bootstraptoken",
+            "secretboxencryptionsecret",
+            "aescbcencryptionsecret",
+        ],
     );
     let (bootstrap_token, encryption) = match secrets {
-        Some(s) => (read_token(r, s, "secrets", "bootstraptoken"), read_encryption(r, s)),
+        Some(s) => (
+            read_token(r, s, "secrets", "bootstraptoken"),
+            read_encryption(r, s),
+        ),
         None => (None, None),
     };
 
     let trustd = section(r, root, "trustdinfo", &["token"]);
     let trustd_token = trustd.and_then(|t| read_token(r, t, "trustdinfo", "token"));
 
-    let certs = section(r, root, "certs", &["etcd", "k8s", "k8saggregator", "k8sserviceaccount", "os"]);
+    let certs = section(
+        r,
+        root,
+        "certs",
+        &["etcd", "k8s", "k8saggregator", "k8sserviceaccount", "os"],
+    );
     let (etcd, k8s, agg, sa, os) = match certs {
         Some(c) => (
             read_ca(r, c, "etcd"),
@@ -90,8 +112,14 @@ fn section<'n>(r: &mut Reader, root: &'n Node, key: &str, known: &[&str]) -> Opt
     r.mapping(node, key, known)
 }
 
-fn secret_string(r: &mut Reader, parent: &Node, parent_path: &str, key: &str) -> Option<(SecretString, Pos)> {
-    r.string(parent, parent_path, key, true).map(|(s, pos)| (SecretString::new(s), pos))
+fn secret_string(
+    r: &mut Reader,
+    parent: &Node,
+    parent_path: &str,
+    key: &str,
+) -> Option<(SecretString, Pos)> {
+    r.string(parent, parent_path, key, true)
+        .map(|(s, pos)| (SecretString::new(s), pos))
 }
 
 fn read_cluster_id(r: &mut Reader, cluster: &Node) -> Option<String> {
@@ -120,7 +148,12 @@ fn read_std_secret(
     let path = join(parent_path, key);
     match pem_text::from_base64(value.expose()) {
         Err(_) => {
-            r.problem(path, Some(pos), Kind::BadBase64, "is not valid standard base64");
+            r.problem(
+                path,
+                Some(pos),
+                Kind::BadBase64,
+                "is not valid standard base64",
+            );
             None
         }
         Ok(bytes) if !lengths.contains(&bytes.len()) => {
@@ -144,7 +177,12 @@ fn read_std_secret(
 fn read_token(r: &mut Reader, parent: &Node, parent_path: &str, key: &str) -> Option<SecretString> {
     let (value, pos) = secret_string(r, parent, parent_path, key)?;
     if !random::is_token(value.expose(), 6, 16) {
-        r.problem(join(parent_path, key), Some(pos), Kind::BadToken, format!("is not a token: {TOKEN_HINT}"));
+        r.problem(
+            join(parent_path, key),
+            Some(pos),
+            Kind::BadToken,
+            format!("is not a token: {TOKEN_HINT}"),
+        );
         return None;
     }
     Some(value)
@@ -155,7 +193,9 @@ fn read_encryption(r: &mut Reader, secrets: &Node) -> Option<EncryptionSecret> {
     let has_aescbc = secrets.get("aescbcencryptionsecret").is_some();
     match (has_secretbox, has_aescbc) {
         (true, true) => {
-            let pos = secrets.entry("aescbcencryptionsecret").map(|e| e.key_span.start);
+            let pos = secrets
+                .entry("aescbcencryptionsecret")
+                .map(|e| e.key_span.start);
             r.problem(
                 "secrets.aescbcencryptionsecret",
                 pos,
@@ -175,8 +215,14 @@ fn read_encryption(r: &mut Reader, secrets: &Node) -> Option<EncryptionSecret> {
         }
         (true, false) => read_std_secret(r, secrets, "secrets", "secretboxencryptionsecret", &[32])
             .map(EncryptionSecret::Secretbox),
-        (false, true) => read_std_secret(r, secrets, "secrets", "aescbcencryptionsecret", &[16, 24, 32])
-            .map(EncryptionSecret::AesCbc),
+        (false, true) => read_std_secret(
+            r,
+            secrets,
+            "secrets",
+            "aescbcencryptionsecret",
+            &[16, 24, 32],
+        )
+        .map(EncryptionSecret::AesCbc),
     }
 }
 
@@ -187,28 +233,35 @@ fn read_ca(r: &mut Reader, certs: &Node, name: &str) -> Option<CaPair> {
     let node = r.mapping(node, &path, &["crt", "key"])?;
     let crt = r.string(node, &path, "crt", true);
     let key = secret_string(r, node, &path, "key");
-    let cert = crt.as_ref().and_then(|(b64, pos)| check_ca_cert(r, &join(&path, "crt"), b64, *pos));
-    let parsed_key = key.as_ref().and_then(|(b64, pos)| check_key(r, &join(&path, "key"), b64, *pos));
-    if let (Some(cert), Some(k), Some((_, pos))) = (&cert, &parsed_key, &key) {
-        if k.public_key() != cert.public_key.as_slice() {
-            let detail = match cert.key_algorithm {
-                Some(alg) if alg != k.algorithm() => {
-                    format!(" (the key is {}, the certificate's key is {alg})", k.algorithm())
-                }
-                None => format!(
-                    " (the key is {}, the certificate uses an algorithm kforge does not support)",
+    let cert = crt
+        .as_ref()
+        .and_then(|(b64, pos)| check_ca_cert(r, &join(&path, "crt"), b64, *pos));
+    let parsed_key = key
+        .as_ref()
+        .and_then(|(b64, pos)| check_key(r, &join(&path, "key"), b64, *pos));
+    if let (Some(cert), Some(k), Some((_, pos))) = (&cert, &parsed_key, &key)
+        && k.public_key() != cert.public_key.as_slice()
+    {
+        let detail = match cert.key_algorithm {
+            Some(alg) if alg != k.algorithm() => {
+                format!(
+                    " (the key is {}, the certificate's key is {alg})",
                     k.algorithm()
-                ),
-                _ => String::new(),
-            };
-            r.problem(
-                join(&path, "key"),
-                Some(*pos),
-                Kind::KeyMismatch,
-                format!("is not the private key of certificate {path}.crt{detail}"),
-            );
-            return None;
-        }
+                )
+            }
+            None => format!(
+                " (the key is {}, the certificate uses an algorithm kforge does not support)",
+                k.algorithm()
+            ),
+            _ => String::new(),
+        };
+        r.problem(
+            join(&path, "key"),
+            Some(*pos),
+            Kind::KeyMismatch,
+            format!("is not the private key of certificate {path}.crt{detail}"),
+        );
+        return None;
     }
     let (crt, _) = crt?;
     let (key, _) = key?;

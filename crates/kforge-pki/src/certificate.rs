@@ -70,7 +70,10 @@ impl SubjectAltNames {
 
     /// Adds one host unless it is already present.
     pub fn push_host(&mut self, host: &str, what: &'static str) -> Result<(), PkiError> {
-        let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        let bare = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
         if let Ok(ip) = bare.parse::<IpAddr>() {
             if !self.ips.contains(&ip) {
                 self.ips.push(ip);
@@ -78,7 +81,10 @@ impl SubjectAltNames {
             return Ok(());
         }
         if !is_dns_name(host) {
-            return Err(PkiError::InvalidHost { value: host.to_string(), what });
+            return Err(PkiError::InvalidHost {
+                value: host.to_string(),
+                what,
+            });
         }
         if !self.dns_names.iter().any(|d| d == host) {
             self.dns_names.push(host.to_string());
@@ -100,7 +106,9 @@ fn is_dns_name(s: &str) -> bool {
         && body.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+                && label
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
         })
 }
 
@@ -144,11 +152,17 @@ impl CertificateAuthority {
             problem,
         };
         let cert_pem = pem_text::base64_to_secret_text(crt_b64).map_err(|p| field("crt", p))?;
-        let info = CertInfo::from_pem(cert_pem.expose()).map_err(|p| field("crt", p.to_string()))?;
-        let key_pem = pem_text::base64_to_secret_text(key_b64.expose()).map_err(|p| field("key", p))?;
-        let key = PrivateKey::from_pem(key_pem.expose()).map_err(|p| field("key", p.to_string()))?;
+        let info =
+            CertInfo::from_pem(cert_pem.expose()).map_err(|p| field("crt", p.to_string()))?;
+        let key_pem =
+            pem_text::base64_to_secret_text(key_b64.expose()).map_err(|p| field("key", p))?;
+        let key =
+            PrivateKey::from_pem(key_pem.expose()).map_err(|p| field("key", p.to_string()))?;
         if key.public_key() != info.public_key {
-            return Err(field("key", "is not the private key of the CA certificate".into()));
+            return Err(field(
+                "key",
+                "is not the private key of the CA certificate".into(),
+            ));
         }
         Ok(CertificateAuthority {
             slot,
@@ -180,7 +194,9 @@ pub(crate) fn issue(
                 operation: "issue certificates",
                 problem: format!("its subject name cannot be decoded ({e})"),
             })?;
-            let reencoded = issuer.to_der().map_err(|e| PkiError::encoding("an issuer name", e))?;
+            let reencoded = issuer
+                .to_der()
+                .map_err(|e| PkiError::encoding("an issuer name", e))?;
             if reencoded != ca.subject_der {
                 return Err(PkiError::BundleField {
                     field: format!("{}.crt", ca.slot),
@@ -202,10 +218,17 @@ pub(crate) fn issue(
             Usage::Client => vec![OID_KP_CLIENT_AUTH],
             Usage::ServerAndClient => vec![OID_KP_SERVER_AUTH, OID_KP_CLIENT_AUTH],
         };
-        extensions.push(extension(OID_EXT_KEY_USAGE, false, &ExtendedKeyUsage(oids))?);
+        extensions.push(extension(
+            OID_EXT_KEY_USAGE,
+            false,
+            &ExtendedKeyUsage(oids),
+        )?);
     }
     if spec.is_ca {
-        let bc = BasicConstraints { ca: true, path_len_constraint: None };
+        let bc = BasicConstraints {
+            ca: true,
+            path_len_constraint: None,
+        };
         extensions.push(extension(OID_BASIC_CONSTRAINTS, true, &bc)?);
     }
     if let Some(ski) = &spec.subject_key_id {
@@ -235,7 +258,11 @@ pub(crate) fn issue(
         }
         // Go marks the SAN critical only when the subject is empty (RFC 5280 4.2.1.6).
         let critical = subject.0.is_empty();
-        extensions.push(extension(OID_SUBJECT_ALT_NAME, critical, &SubjectAltName(names))?);
+        extensions.push(extension(
+            OID_SUBJECT_ALT_NAME,
+            critical,
+            &SubjectAltName(names),
+        )?);
     }
 
     let tbs = TbsCertificate {
@@ -254,7 +281,9 @@ pub(crate) fn issue(
         subject_unique_id: None,
         extensions: Some(extensions),
     };
-    let tbs_der = tbs.to_der().map_err(|e| PkiError::encoding("a certificate", e))?;
+    let tbs_der = tbs
+        .to_der()
+        .map_err(|e| PkiError::encoding("a certificate", e))?;
     let signature = signing_key.sign(&tbs_der)?;
     let cert = Certificate {
         tbs_certificate: tbs,
@@ -262,12 +291,23 @@ pub(crate) fn issue(
         signature: BitString::from_bytes(&signature)
             .map_err(|e| PkiError::encoding("a signature", e))?,
     };
-    cert.to_der().map_err(|e| PkiError::encoding("a certificate", e))
+    cert.to_der()
+        .map_err(|e| PkiError::encoding("a certificate", e))
 }
 
-fn extension<T: Encode>(oid: ObjectIdentifier, critical: bool, value: &T) -> Result<Extension, PkiError> {
-    let der = value.to_der().map_err(|e| PkiError::encoding("a certificate extension", e))?;
-    Ok(Extension { extn_id: oid, critical, extn_value: octets(&der)? })
+fn extension<T: Encode>(
+    oid: ObjectIdentifier,
+    critical: bool,
+    value: &T,
+) -> Result<Extension, PkiError> {
+    let der = value
+        .to_der()
+        .map_err(|e| PkiError::encoding("a certificate extension", e))?;
+    Ok(Extension {
+        extn_id: oid,
+        critical,
+        extn_value: octets(&der)?,
+    })
 }
 
 fn octets(bytes: &[u8]) -> Result<OctetString, PkiError> {
@@ -281,14 +321,22 @@ fn go_subject(organizations: &[String], common_name: Option<&str>) -> Result<Nam
     if !organizations.is_empty() {
         let mut values = Vec::new();
         for o in organizations {
-            values.push(AttributeTypeAndValue { oid: OID_ORGANIZATION, value: go_string(o)? });
+            values.push(AttributeTypeAndValue {
+                oid: OID_ORGANIZATION,
+                value: go_string(o)?,
+            });
         }
-        let set = SetOfVec::try_from(values).map_err(|e| PkiError::encoding("a subject name", e))?;
+        let set =
+            SetOfVec::try_from(values).map_err(|e| PkiError::encoding("a subject name", e))?;
         rdns.push(RelativeDistinguishedName(set));
     }
     if let Some(cn) = common_name {
-        let value = AttributeTypeAndValue { oid: OID_COMMON_NAME, value: go_string(cn)? };
-        let set = SetOfVec::try_from(vec![value]).map_err(|e| PkiError::encoding("a subject name", e))?;
+        let value = AttributeTypeAndValue {
+            oid: OID_COMMON_NAME,
+            value: go_string(cn)?,
+        };
+        let set =
+            SetOfVec::try_from(vec![value]).map_err(|e| PkiError::encoding("a subject name", e))?;
         rdns.push(RelativeDistinguishedName(set));
     }
     Ok(RdnSequence(rdns))
@@ -296,7 +344,11 @@ fn go_subject(organizations: &[String], common_name: Option<&str>) -> Result<Nam
 
 fn go_string(s: &str) -> Result<Any, PkiError> {
     let printable = s.bytes().all(|c| {
-        c.is_ascii_alphanumeric() || matches!(c, b' ' | b'\'' | b'(' | b')' | b'+' | b',' | b'-' | b'.' | b'/' | b':' | b'=' | b'?')
+        c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b' ' | b'\'' | b'(' | b')' | b'+' | b',' | b'-' | b'.' | b'/' | b':' | b'=' | b'?'
+            )
     });
     let any = if printable {
         PrintableStringRef::new(s).and_then(|p| Any::encode_from(&p))
@@ -309,22 +361,34 @@ fn go_string(s: &str) -> Result<Any, PkiError> {
 /// Whole seconds since the epoch, as UTCTime until 2049 and GeneralizedTime after (RFC
 /// 5280, and what Go does).
 fn x509_time(t: SystemTime, what: &'static str) -> Result<Time, PkiError> {
-    let since = t.duration_since(SystemTime::UNIX_EPOCH).map_err(|_| PkiError::Validity {
-        what,
-        detail: "the time lies before 1970".into(),
-    })?;
+    let since = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_err(|_| PkiError::Validity {
+            what,
+            detail: "the time lies before 1970".into(),
+        })?;
     let secs = Duration::from_secs(since.as_secs());
     if let Ok(utc) = UtcTime::from_unix_duration(secs) {
         return Ok(Time::UtcTime(utc));
     }
     GeneralizedTime::from_unix_duration(secs)
         .map(Time::GeneralTime)
-        .map_err(|_| PkiError::Validity { what, detail: "the time lies after the year 9999".into() })
+        .map_err(|_| PkiError::Validity {
+            what,
+            detail: "the time lies after the year 9999".into(),
+        })
 }
 
 /// `now + ttl`, failing instead of overflowing.
-pub(crate) fn add_duration(t: SystemTime, d: Duration, what: &'static str) -> Result<SystemTime, PkiError> {
-    t.checked_add(d).ok_or(PkiError::Validity { what, detail: "the end of validity overflows".into() })
+pub(crate) fn add_duration(
+    t: SystemTime,
+    d: Duration,
+    what: &'static str,
+) -> Result<SystemTime, PkiError> {
+    t.checked_add(d).ok_or(PkiError::Validity {
+        what,
+        detail: "the end of validity overflows".into(),
+    })
 }
 
 /// A random serial below 2^128, as `siderolabs/crypto` `NewSerialNumber` draws it.
@@ -359,7 +423,9 @@ impl std::fmt::Display for CertParseError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CertParseError::BadPem(d) => write!(f, "does not hold a PEM certificate ({d})"),
-            CertParseError::BadCertificate(d) => write!(f, "holds a certificate that cannot be parsed ({d})"),
+            CertParseError::BadCertificate(d) => {
+                write!(f, "holds a certificate that cannot be parsed ({d})")
+            }
         }
     }
 }
@@ -381,7 +447,9 @@ impl CertInfo {
         let (rest, cert) = X509Certificate::from_der(der)
             .map_err(|e| CertParseError::BadCertificate(e.to_string()))?;
         if !rest.is_empty() {
-            return Err(CertParseError::BadCertificate("trailing bytes after the certificate".into()));
+            return Err(CertParseError::BadCertificate(
+                "trailing bytes after the certificate".into(),
+            ));
         }
         let spki = cert.public_key();
         let alg = spki.algorithm.algorithm.to_id_string();
@@ -403,10 +471,14 @@ impl CertInfo {
             .basic_constraints()
             .map_err(|e| CertParseError::BadCertificate(e.to_string()))?
             .is_some_and(|bc| bc.value.ca);
-        let subject_key_id = cert.iter_extensions().find_map(|ext| match ext.parsed_extension() {
-            x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(kid) => Some(kid.0.to_vec()),
-            _ => None,
-        });
+        let subject_key_id = cert
+            .iter_extensions()
+            .find_map(|ext| match ext.parsed_extension() {
+                x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(kid) => {
+                    Some(kid.0.to_vec())
+                }
+                _ => None,
+            });
         let client_auth_only = cert
             .extended_key_usage()
             .map_err(|e| CertParseError::BadCertificate(e.to_string()))?
@@ -441,9 +513,10 @@ impl CertInfo {
         if self.issuer_der != issuer.subject_der {
             return false;
         }
-        let (Ok((_, cert)), Ok((_, ca))) =
-            (X509Certificate::from_der(&self.der), X509Certificate::from_der(&issuer.der))
-        else {
+        let (Ok((_, cert)), Ok((_, ca))) = (
+            X509Certificate::from_der(&self.der),
+            X509Certificate::from_der(&issuer.der),
+        ) else {
             return false;
         };
         cert.verify_signature(Some(ca.public_key())).is_ok()
@@ -456,7 +529,17 @@ mod tests {
 
     #[test]
     fn hosts_sort_into_ips_and_names() {
-        let sans = SubjectAltNames::from_hosts(&["10.0.0.1", "[fd00::1]", "node-1.example", "10.0.0.1", "*.svc"], "test").unwrap();
+        let sans = SubjectAltNames::from_hosts(
+            &[
+                "10.0.0.1",
+                "[fd00::1]",
+                "node-1.example",
+                "10.0.0.1",
+                "*.svc",
+            ],
+            "test",
+        )
+        .unwrap();
         assert_eq!(sans.ips.len(), 2);
         assert_eq!(sans.dns_names, vec!["node-1.example", "*.svc"]);
         assert!(SubjectAltNames::from_hosts(&["bad name"], "test").is_err());
@@ -481,11 +564,23 @@ mod tests {
         assert_eq!(name.0.len(), 2);
         assert_eq!(name.0[0].0.len(), 2);
         // "talos" is a PrintableString, "ü" needs UTF8String.
-        let printable = go_subject(&["talos".into()], None).unwrap().to_der().unwrap();
-        assert_eq!(printable, vec![0x30, 0x10, 0x31, 0x0e, 0x30, 0x0c, 0x06, 0x03, 0x55, 0x04, 0x0a, 0x13, 0x05, b't', b'a', b'l', b'o', b's']);
+        let printable = go_subject(&["talos".into()], None)
+            .unwrap()
+            .to_der()
+            .unwrap();
+        assert_eq!(
+            printable,
+            vec![
+                0x30, 0x10, 0x31, 0x0e, 0x30, 0x0c, 0x06, 0x03, 0x55, 0x04, 0x0a, 0x13, 0x05, b't',
+                b'a', b'l', b'o', b's'
+            ]
+        );
         let utf8 = go_subject(&["ü".into()], None).unwrap().to_der().unwrap();
         assert_eq!(utf8[11], 0x0c);
-        assert_eq!(go_subject(&[], None).unwrap().to_der().unwrap(), vec![0x30, 0x00]);
+        assert_eq!(
+            go_subject(&[], None).unwrap().to_der().unwrap(),
+            vec![0x30, 0x00]
+        );
     }
 
     #[test]
@@ -493,7 +588,10 @@ mod tests {
         let t2049 = SystemTime::UNIX_EPOCH + Duration::from_secs(2_524_607_999);
         assert!(matches!(x509_time(t2049, "t").unwrap(), Time::UtcTime(_)));
         let t2050 = SystemTime::UNIX_EPOCH + Duration::from_secs(2_524_608_000);
-        assert!(matches!(x509_time(t2050, "t").unwrap(), Time::GeneralTime(_)));
+        assert!(matches!(
+            x509_time(t2050, "t").unwrap(),
+            Time::GeneralTime(_)
+        ));
         assert!(x509_time(SystemTime::UNIX_EPOCH - Duration::from_secs(1), "t").is_err());
     }
 }

@@ -1,4 +1,4 @@
-//! The talosconfig client certificate: Ed25519, signed by the OS CA, Subject O=<roles> and
+//! The talosconfig client certificate: Ed25519, signed by the OS CA, Subject `O=<roles>` and
 //! no CN, KeyUsage DigitalSignature, ExtKeyUsage exactly [ClientAuth] (apid rejects
 //! anything else). Issuance is deterministic — key and serial come from HKDF-SHA256 over
 //! the OS CA key and the request — so re-running genconfig with the same inputs yields the
@@ -47,11 +47,17 @@ pub fn issue_talos_client_cert(
     let what = "talosconfig client certificate";
     let nb_secs = not_before
         .duration_since(SystemTime::UNIX_EPOCH)
-        .map_err(|_| PkiError::Validity { what, detail: "NotBefore lies before 1970".into() })?
+        .map_err(|_| PkiError::Validity {
+            what,
+            detail: "NotBefore lies before 1970".into(),
+        })?
         .as_secs();
     let ttl_secs = ttl.as_secs();
     if ttl_secs == 0 {
-        return Err(PkiError::Validity { what, detail: "the lifetime must be at least one second".into() });
+        return Err(PkiError::Validity {
+            what,
+            detail: "the lifetime must be at least one second".into(),
+        });
     }
     let not_before = SystemTime::UNIX_EPOCH + Duration::from_secs(nb_secs);
     let not_after = certificate::add_duration(not_before, Duration::from_secs(ttl_secs), what)?;
@@ -93,7 +99,10 @@ pub fn issue_talos_client_cert(
         what,
     };
     let der = certificate::issue(&spec, &key, Signer::Ca(&ca))?;
-    Ok(IssuedCertificate { crt_pem: pem_text::encode("CERTIFICATE", &der), key_pem })
+    Ok(IssuedCertificate {
+        crt_pem: pem_text::encode("CERTIFICATE", &der),
+        key_pem,
+    })
 }
 
 /// Whether an existing client certificate can be kept: it chains to this bundle's OS CA
@@ -106,13 +115,25 @@ pub fn client_cert_still_valid(
     now: SystemTime,
     min_remaining: Duration,
 ) -> bool {
-    let Ok(ca_pem) = bundle.os_ca_crt_pem() else { return false };
-    let Ok(ca) = CertInfo::from_pem(&ca_pem) else { return false };
-    let Ok(cert) = CertInfo::from_pem(crt_pem) else { return false };
-    let Ok(key) = PrivateKey::from_pem(key_pem.expose()) else { return false };
-    let Ok(now) = now.duration_since(SystemTime::UNIX_EPOCH) else { return false };
-    let (Ok(now), Ok(remaining)) = (i64::try_from(now.as_secs()), i64::try_from(min_remaining.as_secs()))
-    else {
+    let Ok(ca_pem) = bundle.os_ca_crt_pem() else {
+        return false;
+    };
+    let Ok(ca) = CertInfo::from_pem(&ca_pem) else {
+        return false;
+    };
+    let Ok(cert) = CertInfo::from_pem(crt_pem) else {
+        return false;
+    };
+    let Ok(key) = PrivateKey::from_pem(key_pem.expose()) else {
+        return false;
+    };
+    let Ok(now) = now.duration_since(SystemTime::UNIX_EPOCH) else {
+        return false;
+    };
+    let (Ok(now), Ok(remaining)) = (
+        i64::try_from(now.as_secs()),
+        i64::try_from(min_remaining.as_secs()),
+    ) else {
         return false;
     };
     cert.is_signed_by(&ca)
@@ -120,13 +141,17 @@ pub fn client_cert_still_valid(
         && !cert.is_ca
         && key.public_key() == cert.public_key.as_slice()
         && cert.not_before <= now
-        && now.checked_add(remaining).is_some_and(|end| end <= cert.not_after)
+        && now
+            .checked_add(remaining)
+            .is_some_and(|end| end <= cert.not_after)
 }
 
 /// Sorted, de-duplicated, non-empty roles (Go's `role.Set.Strings()` is sorted too).
 fn normalize_roles(roles: &[&str]) -> Result<Vec<String>, PkiError> {
     if roles.is_empty() {
-        return Err(PkiError::InvalidRoles { detail: "no role given".into() });
+        return Err(PkiError::InvalidRoles {
+            detail: "no role given".into(),
+        });
     }
     let mut out: Vec<String> = Vec::new();
     for role in roles {

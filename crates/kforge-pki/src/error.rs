@@ -27,9 +27,15 @@ pub enum PkiError {
     /// A bundle field that cannot serve the requested operation (for example a CA whose
     /// subject name cannot be reproduced byte for byte as an issuer name).
     #[error("{field} of the secrets bundle cannot be used to {operation}: {problem}")]
-    BundleField { field: String, operation: &'static str, problem: String },
+    BundleField {
+        field: String,
+        operation: &'static str,
+        problem: String,
+    },
 
-    #[error("`{value}` is neither an IP address nor a DNS name, so it cannot be a subject alternative name of the {what}")]
+    #[error(
+        "`{value}` is neither an IP address nor a DNS name, so it cannot be a subject alternative name of the {what}"
+    )]
     InvalidHost { value: String, what: &'static str },
 
     #[error("invalid Talos roles for the client certificate: {detail} (hint: use [\"os:admin\"])")]

@@ -28,8 +28,7 @@ pub(crate) const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.
 pub(crate) const OID_RSA_ENCRYPTION: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 const OID_ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
-const OID_SHA256_WITH_RSA: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
+const OID_SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
 
 pub(crate) const PEM_ED25519: &str = "ED25519 PRIVATE KEY";
 pub(crate) const PEM_EC: &str = "EC PRIVATE KEY";
@@ -131,22 +130,32 @@ impl PrivateKey {
 
     /// The Ed25519 key for a 32-byte seed, and its PEM (`ED25519 PRIVATE KEY`, PKCS#8 v1
     /// without the public key, as Go's `x509.MarshalPKCS8PrivateKey` writes it).
-    pub(crate) fn ed25519_from_seed(seed: &[u8; 32]) -> Result<(PrivateKey, SecretString), PkiError> {
+    pub(crate) fn ed25519_from_seed(
+        seed: &[u8; 32],
+    ) -> Result<(PrivateKey, SecretString), PkiError> {
         let inner = Zeroizing::new(
             OctetStringRef::new(seed)
                 .and_then(|o| o.to_der())
                 .map_err(|e| PkiError::encoding("an Ed25519 private key", e))?,
         );
         let info = PrivateKeyInfo {
-            algorithm: AlgorithmIdentifierRef { oid: OID_ED25519, parameters: None },
+            algorithm: AlgorithmIdentifierRef {
+                oid: OID_ED25519,
+                parameters: None,
+            },
             private_key: &inner,
             public_key: None,
         };
         let der = Zeroizing::new(
-            info.to_der().map_err(|e| PkiError::encoding("an Ed25519 private key", e))?,
+            info.to_der()
+                .map_err(|e| PkiError::encoding("an Ed25519 private key", e))?,
         );
-        let key = Self::from_pkcs8(KeyAlgorithm::Ed25519, der.to_vec())
-            .map_err(|detail| PkiError::KeyRejected { what: "a generated Ed25519 key", detail })?;
+        let key = Self::from_pkcs8(KeyAlgorithm::Ed25519, der.to_vec()).map_err(|detail| {
+            PkiError::KeyRejected {
+                what: "a generated Ed25519 key",
+                detail,
+            }
+        })?;
         let pem = pem_text::encode_secret(PEM_ED25519, &der);
         Ok((key, pem))
     }
@@ -156,10 +165,16 @@ impl PrivateKey {
     pub(crate) fn generate_p256() -> Result<(PrivateKey, SecretString), PkiError> {
         let rng = SystemRandom::new();
         let doc = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
-            .map_err(|_| PkiError::Random { operation: "generating an ECDSA P-256 key" })?;
+            .map_err(|_| PkiError::Random {
+                operation: "generating an ECDSA P-256 key",
+            })?;
         let pkcs8 = Zeroizing::new(doc.as_ref().to_vec());
-        let key = Self::from_pkcs8(KeyAlgorithm::EcdsaP256, pkcs8.to_vec())
-            .map_err(|detail| PkiError::KeyRejected { what: "a generated P-256 key", detail })?;
+        let key = Self::from_pkcs8(KeyAlgorithm::EcdsaP256, pkcs8.to_vec()).map_err(|detail| {
+            PkiError::KeyRejected {
+                what: "a generated P-256 key",
+                detail,
+            }
+        })?;
         let sec1 = pkcs8_to_sec1_with_curve(&pkcs8)
             .map_err(|e| PkiError::encoding("an ECDSA P-256 private key", e))?;
         let pem = pem_text::encode_secret(PEM_EC, &sec1);
@@ -169,17 +184,25 @@ impl PrivateKey {
     /// A fresh RSA key and its PEM (`RSA PRIVATE KEY`, PKCS#1).
     pub(crate) fn generate_rsa(bits: usize) -> Result<(PrivateKey, SecretString), PkiError> {
         let mut rng = rand::rngs::OsRng;
-        let rsa_key = rsa::RsaPrivateKey::new(&mut rng, bits).map_err(|e| PkiError::KeyGeneration {
-            what: "an RSA key",
-            detail: e.to_string(),
-        })?;
+        let rsa_key =
+            rsa::RsaPrivateKey::new(&mut rng, bits).map_err(|e| PkiError::KeyGeneration {
+                what: "an RSA key",
+                detail: e.to_string(),
+            })?;
         let pkcs1 = rsa_key
             .to_pkcs1_der()
-            .map_err(|e| PkiError::KeyGeneration { what: "an RSA key", detail: e.to_string() })?;
+            .map_err(|e| PkiError::KeyGeneration {
+                what: "an RSA key",
+                detail: e.to_string(),
+            })?;
         let pkcs8 = rsa_pkcs1_to_pkcs8(pkcs1.as_bytes())
             .map_err(|e| PkiError::encoding("an RSA private key", e))?;
-        let key = Self::from_pkcs8(KeyAlgorithm::Rsa, pkcs8.to_vec())
-            .map_err(|detail| PkiError::KeyRejected { what: "a generated RSA key", detail })?;
+        let key = Self::from_pkcs8(KeyAlgorithm::Rsa, pkcs8.to_vec()).map_err(|detail| {
+            PkiError::KeyRejected {
+                what: "a generated RSA key",
+                detail,
+            }
+        })?;
         let pem = pem_text::encode_secret(PEM_RSA, pkcs1.as_bytes());
         Ok((key, pem))
     }
@@ -234,7 +257,10 @@ impl PrivateKey {
                             label,
                             found: "a PKCS#8 key (expected PKCS#1)".into(),
                         },
-                        Err(_) => KeyParseError::Malformed { label, detail: e.to_string() },
+                        Err(_) => KeyParseError::Malformed {
+                            label,
+                            detail: e.to_string(),
+                        },
                     });
                 }
                 let pkcs8 = rsa_pkcs1_to_pkcs8(&der).map_err(|e| KeyParseError::Malformed {
@@ -272,16 +298,24 @@ impl PrivateKey {
                 .as_ref()
                 .to_vec(),
         };
-        Ok(PrivateKey { algorithm, pkcs8, public_key })
+        Ok(PrivateKey {
+            algorithm,
+            pkcs8,
+            public_key,
+        })
     }
 
     pub(crate) fn subject_public_key_info(&self) -> Result<SubjectPublicKeyInfoOwned, PkiError> {
         let algorithm = match self.algorithm {
-            KeyAlgorithm::Ed25519 => AlgorithmIdentifierOwned { oid: OID_ED25519, parameters: None },
+            KeyAlgorithm::Ed25519 => AlgorithmIdentifierOwned {
+                oid: OID_ED25519,
+                parameters: None,
+            },
             KeyAlgorithm::EcdsaP256 => AlgorithmIdentifierOwned {
                 oid: OID_EC_PUBLIC_KEY,
                 parameters: Some(
-                    Any::encode_from(&OID_P256).map_err(|e| PkiError::encoding("a public key", e))?,
+                    Any::encode_from(&OID_P256)
+                        .map_err(|e| PkiError::encoding("a public key", e))?,
                 ),
             },
             KeyAlgorithm::Rsa => AlgorithmIdentifierOwned {
@@ -291,16 +325,23 @@ impl PrivateKey {
         };
         let subject_public_key = BitString::from_bytes(&self.public_key)
             .map_err(|e| PkiError::encoding("a public key", e))?;
-        Ok(SubjectPublicKeyInfoOwned { algorithm, subject_public_key })
+        Ok(SubjectPublicKeyInfoOwned {
+            algorithm,
+            subject_public_key,
+        })
     }
 
     /// The algorithm identifier of signatures this key makes (what Go picks for it).
     pub(crate) fn signature_algorithm(&self) -> AlgorithmIdentifierOwned {
         match self.algorithm {
-            KeyAlgorithm::Ed25519 => AlgorithmIdentifierOwned { oid: OID_ED25519, parameters: None },
-            KeyAlgorithm::EcdsaP256 => {
-                AlgorithmIdentifierOwned { oid: OID_ECDSA_WITH_SHA256, parameters: None }
-            }
+            KeyAlgorithm::Ed25519 => AlgorithmIdentifierOwned {
+                oid: OID_ED25519,
+                parameters: None,
+            },
+            KeyAlgorithm::EcdsaP256 => AlgorithmIdentifierOwned {
+                oid: OID_ECDSA_WITH_SHA256,
+                parameters: None,
+            },
             KeyAlgorithm::Rsa => AlgorithmIdentifierOwned {
                 oid: OID_SHA256_WITH_RSA,
                 parameters: Some(Any::from(AnyRef::NULL)),
@@ -311,7 +352,10 @@ impl PrivateKey {
     /// Signs `message`. Ed25519 signatures are deterministic; ECDSA and RSA go through ring.
     pub(crate) fn sign(&self, message: &[u8]) -> Result<Vec<u8>, PkiError> {
         let rng = SystemRandom::new();
-        let rejected = |detail: String| PkiError::KeyRejected { what: "a signing key", detail };
+        let rejected = |detail: String| PkiError::KeyRejected {
+            what: "a signing key",
+            detail,
+        };
         match self.algorithm {
             KeyAlgorithm::Ed25519 => {
                 let kp = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&self.pkcs8)
@@ -325,16 +369,19 @@ impl PrivateKey {
                     &rng,
                 )
                 .map_err(|e| rejected(e.to_string()))?;
-                let sig = kp
-                    .sign(&rng, message)
-                    .map_err(|_| PkiError::Random { operation: "making an ECDSA signature" })?;
+                let sig = kp.sign(&rng, message).map_err(|_| PkiError::Random {
+                    operation: "making an ECDSA signature",
+                })?;
                 Ok(sig.as_ref().to_vec())
             }
             KeyAlgorithm::Rsa => {
-                let kp = RsaKeyPair::from_pkcs8(&self.pkcs8).map_err(|e| rejected(e.to_string()))?;
+                let kp =
+                    RsaKeyPair::from_pkcs8(&self.pkcs8).map_err(|e| rejected(e.to_string()))?;
                 let mut sig = vec![0u8; kp.public().modulus_len()];
                 kp.sign(&signature::RSA_PKCS1_SHA256, &rng, message, &mut sig)
-                    .map_err(|_| PkiError::Random { operation: "making an RSA signature" })?;
+                    .map_err(|_| PkiError::Random {
+                        operation: "making an RSA signature",
+                    })?;
                 Ok(sig)
             }
         }
@@ -355,7 +402,10 @@ fn classify_pkcs8(label: &str, der: &[u8]) -> Result<(KeyAlgorithm, Vec<u8>), Ke
                 found: "a PKCS#1 RSA key (expected PKCS#8)".into(),
             }
         } else {
-            KeyParseError::Malformed { label: label.to_string(), detail: e.to_string() }
+            KeyParseError::Malformed {
+                label: label.to_string(),
+                detail: e.to_string(),
+            }
         }
     })?;
     let alg = if info.algorithm.oid == OID_ED25519 {
@@ -363,7 +413,10 @@ fn classify_pkcs8(label: &str, der: &[u8]) -> Result<(KeyAlgorithm, Vec<u8>), Ke
     } else if info.algorithm.oid == OID_RSA_ENCRYPTION {
         KeyAlgorithm::Rsa
     } else if info.algorithm.oid == OID_EC_PUBLIC_KEY {
-        let curve = info.algorithm.parameters.and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
+        let curve = info
+            .algorithm
+            .parameters
+            .and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
         if curve != Some(OID_P256) {
             return Err(KeyParseError::UnsupportedAlgorithm {
                 label: label.to_string(),
@@ -385,13 +438,17 @@ fn classify_pkcs8(label: &str, der: &[u8]) -> Result<(KeyAlgorithm, Vec<u8>), Ke
 
 /// Wraps a SEC1 `ECPrivateKey` (P-256 only) into PKCS#8 for ring.
 fn sec1_to_pkcs8(label: &str, der: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyParseError> {
-    let ec = sec1::EcPrivateKey::from_der(der).map_err(|e| match PrivateKeyInfo::from_der(der) {
-        Ok(_) => KeyParseError::WrongType {
-            label: label.to_string(),
-            found: "a PKCS#8 key (expected SEC1)".into(),
-        },
-        Err(_) => KeyParseError::Malformed { label: label.to_string(), detail: e.to_string() },
-    })?;
+    let ec =
+        sec1::EcPrivateKey::from_der(der).map_err(|e| match PrivateKeyInfo::from_der(der) {
+            Ok(_) => KeyParseError::WrongType {
+                label: label.to_string(),
+                found: "a PKCS#8 key (expected SEC1)".into(),
+            },
+            Err(_) => KeyParseError::Malformed {
+                label: label.to_string(),
+                detail: e.to_string(),
+            },
+        })?;
     let curve = ec.parameters.and_then(|p| p.named_curve());
     if curve != Some(OID_P256) {
         return Err(KeyParseError::UnsupportedAlgorithm {
@@ -416,10 +473,12 @@ fn sec1_to_pkcs8(label: &str, der: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyParse
         private_key: der,
         public_key: None,
     };
-    info.to_der().map(Zeroizing::new).map_err(|e| KeyParseError::Malformed {
-        label: label.to_string(),
-        detail: e.to_string(),
-    })
+    info.to_der()
+        .map(Zeroizing::new)
+        .map_err(|e| KeyParseError::Malformed {
+            label: label.to_string(),
+            detail: e.to_string(),
+        })
 }
 
 /// Rewrites ring's PKCS#8 P-256 key as SEC1 with the `[0]` named-curve parameter, the
@@ -454,7 +513,12 @@ mod tests {
         assert_eq!(block.label, PEM_ED25519);
         // 16-byte header then the seed: exactly what Go's MarshalPKCS8PrivateKey writes.
         assert_eq!(block.contents.len(), 48);
-        assert_eq!(&block.contents[..16], &[0x30, 0x2e, 2, 1, 0, 0x30, 5, 6, 3, 0x2b, 0x65, 0x70, 4, 0x22, 4, 0x20]);
+        assert_eq!(
+            &block.contents[..16],
+            &[
+                0x30, 0x2e, 2, 1, 0, 0x30, 5, 6, 3, 0x2b, 0x65, 0x70, 4, 0x22, 4, 0x20
+            ]
+        );
         assert_eq!(key.public_key().len(), 32);
         let back = PrivateKey::from_pem(pem.expose()).unwrap();
         assert_eq!(back.public_key(), key.public_key());
@@ -483,24 +547,35 @@ mod tests {
             Err(KeyParseError::WrongType { .. })
         ));
         let generic = pem_text::encode_secret(PEM_PKCS8, &block.contents);
-        assert_eq!(PrivateKey::from_pem(generic.expose()).unwrap().algorithm(), KeyAlgorithm::Ed25519);
+        assert_eq!(
+            PrivateKey::from_pem(generic.expose()).unwrap().algorithm(),
+            KeyAlgorithm::Ed25519
+        );
         let cert = pem_text::encode_secret("CERTIFICATE", &block.contents);
         assert!(matches!(
             PrivateKey::from_pem(cert.expose()),
             Err(KeyParseError::UnsupportedLabel(_))
         ));
-        assert!(matches!(PrivateKey::from_pem("hello"), Err(KeyParseError::NotPem(_))));
+        assert!(matches!(
+            PrivateKey::from_pem("hello"),
+            Err(KeyParseError::NotPem(_))
+        ));
     }
 
     #[test]
     fn signatures_verify() {
-        for (key, _) in [PrivateKey::generate_ed25519().unwrap(), PrivateKey::generate_p256().unwrap()] {
+        for (key, _) in [
+            PrivateKey::generate_ed25519().unwrap(),
+            PrivateKey::generate_p256().unwrap(),
+        ] {
             let sig = key.sign(b"message").unwrap();
             let alg: &dyn signature::VerificationAlgorithm = match key.algorithm() {
                 KeyAlgorithm::Ed25519 => &signature::ED25519,
                 _ => &signature::ECDSA_P256_SHA256_ASN1,
             };
-            signature::UnparsedPublicKey::new(alg, key.public_key()).verify(b"message", &sig).unwrap();
+            signature::UnparsedPublicKey::new(alg, key.public_key())
+                .verify(b"message", &sig)
+                .unwrap();
         }
     }
 }

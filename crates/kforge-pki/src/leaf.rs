@@ -13,7 +13,9 @@ use x509_cert::der::flagset::FlagSet;
 use x509_cert::ext::pkix::KeyUsages;
 
 use crate::bundle::SecretsBundle;
-use crate::certificate::{self, CertificateAuthority, CertificateSpec, Signer, SubjectAltNames, Usage};
+use crate::certificate::{
+    self, CertificateAuthority, CertificateSpec, Signer, SubjectAltNames, Usage,
+};
 use crate::client_cert::IssuedCertificate;
 use crate::error::PkiError;
 use crate::keys::{KeyAlgorithm, PrivateKey};
@@ -61,7 +63,10 @@ fn issue_leaf(ca: &CertificateAuthority, leaf: Leaf<'_>) -> Result<IssuedCertifi
         what: leaf.what,
     };
     let der = certificate::issue(&spec, &key, Signer::Ca(ca))?;
-    Ok(IssuedCertificate { crt_pem: pem_text::encode("CERTIFICATE", &der), key_pem })
+    Ok(IssuedCertificate {
+        crt_pem: pem_text::encode("CERTIFICATE", &der),
+        key_pem,
+    })
 }
 
 /// The apid (Talos API, port 50000) server certificate: OS CA, CN = the node's name,
@@ -233,25 +238,41 @@ pub fn admin_kubeconfig(
     now: SystemTime,
     ttl: Duration,
 ) -> Result<SecretString, PkiError> {
-    if cluster_name.is_empty() || cluster_name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+    if cluster_name.is_empty()
+        || cluster_name
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace())
+    {
         return Err(PkiError::InvalidInput {
             what: "cluster name",
-            detail: format!("`{}` is empty or contains spaces or control characters", cluster_name.escape_debug()),
+            detail: format!(
+                "`{}` is empty or contains spaces or control characters",
+                cluster_name.escape_debug()
+            ),
         });
     }
-    if server_url.is_empty() || server_url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+    if server_url.is_empty()
+        || server_url
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace())
+    {
         return Err(PkiError::InvalidInput {
             what: "Kubernetes API server URL",
-            detail: format!("`{}` is empty or contains spaces or control characters", server_url.escape_debug()),
+            detail: format!(
+                "`{}` is empty or contains spaces or control characters",
+                server_url.escape_debug()
+            ),
         });
     }
     let not_before = now.checked_sub(KUBECONFIG_ALLOWED_SKEW).unwrap_or(now);
     let what = "Kubernetes admin certificate";
     let not_after = certificate::add_duration(now, ttl, what)?;
-    let lifetime = not_after.duration_since(not_before).map_err(|_| PkiError::Validity {
-        what,
-        detail: "the lifetime is negative".into(),
-    })?;
+    let lifetime = not_after
+        .duration_since(not_before)
+        .map_err(|_| PkiError::Validity {
+            what,
+            detail: "the lifetime is negative".into(),
+        })?;
     let admin = issue_kube_admin_client_cert(bundle, not_before, lifetime)?;
     let crt_b64 = pem_text::to_base64(admin.crt_pem.as_bytes());
     let key_b64 = pem_text::secret_to_base64(&admin.key_pem);

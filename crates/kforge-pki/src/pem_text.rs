@@ -34,16 +34,27 @@ pub(crate) struct PemBlock {
 /// The first PEM block in `text`.
 pub(crate) fn first_block(text: &str) -> Result<PemBlock, String> {
     let parsed = pem::parse(text).map_err(|e| match e {
-        pem::PemError::MalformedFraming => "no `-----BEGIN ...-----` / `-----END ...-----` block found".to_string(),
+        pem::PemError::MalformedFraming => {
+            "no `-----BEGIN ...-----` / `-----END ...-----` block found".to_string()
+        }
         pem::PemError::MismatchedTags(begin, end) => {
             format!("the BEGIN label `{begin}` does not match the END label `{end}`")
         }
-        pem::PemError::InvalidData(_) => "the body between BEGIN and END is not valid base64".to_string(),
+        pem::PemError::InvalidData(_) => {
+            "the body between BEGIN and END is not valid base64".to_string()
+        }
         other => other.to_string(),
     })?;
-    let encrypted = parsed.headers().get("Proc-Type").is_some_and(|v| v.contains("ENCRYPTED"));
+    let encrypted = parsed
+        .headers()
+        .get("Proc-Type")
+        .is_some_and(|v| v.contains("ENCRYPTED"));
     let label = parsed.tag().to_string();
-    Ok(PemBlock { label, contents: Zeroizing::new(parsed.into_contents()), encrypted })
+    Ok(PemBlock {
+        label,
+        contents: Zeroizing::new(parsed.into_contents()),
+        encrypted,
+    })
 }
 
 /// PEM text for public material (certificates).
@@ -82,7 +93,8 @@ pub(crate) fn from_base64_url(text: &str) -> Result<Vec<u8>, base64::DecodeError
 
 /// Decodes base64 that must hold UTF-8 (PEM) text, keeping the text secret.
 pub(crate) fn base64_to_secret_text(text: &str) -> Result<SecretString, String> {
-    let bytes = from_base64(text).map_err(|e| format!("is not valid base64 ({})", describe_base64_error(&e)))?;
+    let bytes = from_base64(text)
+        .map_err(|e| format!("is not valid base64 ({})", describe_base64_error(&e)))?;
     match std::str::from_utf8(&bytes) {
         Ok(s) => Ok(SecretString::new(s.to_string())),
         Err(_) => Err("decodes to bytes that are not text, so not PEM".to_string()),

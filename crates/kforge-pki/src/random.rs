@@ -13,7 +13,9 @@ const TOKEN_BYTE_LIMIT: u8 = 252;
 
 /// Fills `buf` from the OS random number generator.
 pub(crate) fn fill(buf: &mut [u8], operation: &'static str) -> Result<(), PkiError> {
-    SystemRandom::new().fill(buf).map_err(|_| PkiError::Random { operation })
+    SystemRandom::new()
+        .fill(buf)
+        .map_err(|_| PkiError::Random { operation })
 }
 
 /// `n` random bytes.
@@ -52,9 +54,14 @@ fn token_part(len: usize, out: &mut String) -> Result<(), PkiError> {
 
 /// Whether `s` has the `[a-z0-9]{first}\.[a-z0-9]{second}` token shape.
 pub(crate) fn is_token(s: &str, first: usize, second: usize) -> bool {
-    let Some((a, b)) = s.split_once('.') else { return false };
+    let Some((a, b)) = s.split_once('.') else {
+        return false;
+    };
     let ok = |part: &str, len: usize| {
-        part.len() == len && part.bytes().all(|c| c.is_ascii_digit() || c.is_ascii_lowercase())
+        part.len() == len
+            && part
+                .bytes()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase())
     };
     ok(a, first) && ok(b, second)
 }
@@ -79,7 +86,12 @@ mod tests {
     fn token_characters_cover_the_alphabet() {
         let mut seen = [false; 36];
         for _ in 0..300 {
-            for c in token(6, 16).unwrap().expose().bytes().filter(|c| *c != b'.') {
+            for c in token(6, 16)
+                .unwrap()
+                .expose()
+                .bytes()
+                .filter(|c| *c != b'.')
+            {
                 let i = TOKEN_ALPHABET.iter().position(|a| *a == c).unwrap();
                 seen[i] = true;
             }

@@ -15,7 +15,11 @@ pub(crate) struct Reader {
 
 /// `parent.key`, or `key` at the top.
 pub(crate) fn join(parent: &str, key: &str) -> String {
-    if parent.is_empty() { key.to_string() } else { format!("{parent}.{key}") }
+    if parent.is_empty() {
+        key.to_string()
+    } else {
+        format!("{parent}.{key}")
+    }
 }
 
 impl Reader {
@@ -26,12 +30,22 @@ impl Reader {
         kind: BundleProblemKind,
         message: impl Into<String>,
     ) {
-        self.problems.push(BundleProblem { path: path.into(), pos, kind, message: message.into() });
+        self.problems.push(BundleProblem {
+            path: path.into(),
+            pos,
+            kind,
+            message: message.into(),
+        });
     }
 
     /// `node` as a mapping with only `known` keys; unknown keys are reported (with the
     /// closest known key as a hint) and the mapping is still returned.
-    pub(crate) fn mapping<'n>(&mut self, node: &'n Node, path: &str, known: &[&str]) -> Option<&'n Node> {
+    pub(crate) fn mapping<'n>(
+        &mut self,
+        node: &'n Node,
+        path: &str,
+        known: &[&str],
+    ) -> Option<&'n Node> {
         let shown = if path.is_empty() { "(top level)" } else { path };
         match &node.value {
             NodeValue::Map(entries) => {
@@ -51,7 +65,12 @@ impl Reader {
                 Some(node)
             }
             NodeValue::Null => {
-                self.problem(shown, Some(node.span.start), BundleProblemKind::Missing, "is empty; expected a mapping");
+                self.problem(
+                    shown,
+                    Some(node.span.start),
+                    BundleProblemKind::Missing,
+                    "is empty; expected a mapping",
+                );
                 None
             }
             _ => {
@@ -105,7 +124,12 @@ impl Reader {
             NodeValue::Str(s) if !s.is_empty() => Some((s.clone(), node.span.start)),
             NodeValue::Str(_) | NodeValue::Null => {
                 if required {
-                    self.problem(path, Some(node.span.start), BundleProblemKind::Missing, "is empty");
+                    self.problem(
+                        path,
+                        Some(node.span.start),
+                        BundleProblemKind::Missing,
+                        "is empty",
+                    );
                 }
                 None
             }
@@ -122,8 +146,15 @@ impl Reader {
     }
 
     /// A list of strings under `key` (absent or null: empty).
-    pub(crate) fn string_list(&mut self, parent: &Node, parent_path: &str, key: &str) -> Vec<String> {
-        let Some(node) = parent.get(key) else { return Vec::new() };
+    pub(crate) fn string_list(
+        &mut self,
+        parent: &Node,
+        parent_path: &str,
+        key: &str,
+    ) -> Vec<String> {
+        let Some(node) = parent.get(key) else {
+            return Vec::new();
+        };
         let path = join(parent_path, key);
         match &node.value {
             NodeValue::Null => Vec::new(),
@@ -186,8 +217,16 @@ mod tests {
         let mut r = Reader::default();
         r.mapping(&doc, "", &["cluster", "secrets"]);
         assert_eq!(r.problems.len(), 2);
-        assert!(r.problems[0].message.contains("did you mean `cluster`"), "{}", r.problems[0]);
-        assert!(r.problems[1].message.contains("expected one of"), "{}", r.problems[1]);
+        assert!(
+            r.problems[0].message.contains("did you mean `cluster`"),
+            "{}",
+            r.problems[0]
+        );
+        assert!(
+            r.problems[1].message.contains("expected one of"),
+            "{}",
+            r.problems[1]
+        );
         assert_eq!(r.problems[1].pos.map(|p| p.line), Some(2));
     }
 
@@ -200,7 +239,11 @@ mod tests {
         assert!(r.string(a, "a", "c", true).is_none());
         assert!(r.string(a, "a", "d", true).is_none());
         assert!(r.string(a, "a", "e", false).is_none());
-        let kinds: Vec<_> = r.problems.iter().map(|p| (p.path.as_str(), p.kind)).collect();
+        let kinds: Vec<_> = r
+            .problems
+            .iter()
+            .map(|p| (p.path.as_str(), p.kind))
+            .collect();
         assert_eq!(
             kinds,
             vec![

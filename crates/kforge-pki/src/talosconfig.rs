@@ -75,7 +75,10 @@ impl Talosconfig {
             auth: TalosAuth::default(),
             cluster: String::new(),
         };
-        Talosconfig { context: name.to_string(), contexts: BTreeMap::from([(name.to_string(), context)]) }
+        Talosconfig {
+            context: name.to_string(),
+            contexts: BTreeMap::from([(name.to_string(), context)]),
+        }
     }
 
     /// The context named by `context`, if there is one.
@@ -93,7 +96,9 @@ impl Talosconfig {
         if r.problems.is_empty() {
             Ok(config)
         } else {
-            Err(TalosconfigError::Invalid { problems: r.problems })
+            Err(TalosconfigError::Invalid {
+                problems: r.problems,
+            })
         }
     }
 
@@ -149,7 +154,11 @@ fn context_value(ctx: &TalosContext) -> Value {
     if !ctx.nodes.is_empty() {
         m.insert("nodes".into(), list(&ctx.nodes));
     }
-    for (key, value) in [("ca", &ctx.ca), ("crt", &ctx.crt), ("key", ctx.key.expose())] {
+    for (key, value) in [
+        ("ca", &ctx.ca),
+        ("crt", &ctx.crt),
+        ("key", ctx.key.expose()),
+    ] {
         if !value.is_empty() {
             m.insert(key.into(), Value::String(value.clone()));
         }
@@ -159,7 +168,10 @@ fn context_value(ctx: &TalosContext) -> Value {
         if let Some(basic) = &ctx.auth.basic {
             let mut b = Mapping::new();
             b.insert("username".into(), Value::String(basic.username.clone()));
-            b.insert("password".into(), Value::String(basic.password.expose().clone()));
+            b.insert(
+                "password".into(),
+                Value::String(basic.password.expose().clone()),
+            );
             auth.insert("basic".into(), Value::Object(b));
         }
         if let Some(s) = &ctx.auth.siderov1 {
@@ -175,16 +187,29 @@ fn context_value(ctx: &TalosContext) -> Value {
     Value::Object(m)
 }
 
-const CONTEXT_KEYS: &[&str] = &["target", "endpoints", "nodes", "ca", "crt", "key", "auth", "cluster"];
+const CONTEXT_KEYS: &[&str] = &[
+    "target",
+    "endpoints",
+    "nodes",
+    "ca",
+    "crt",
+    "key",
+    "auth",
+    "cluster",
+];
 
 fn read(r: &mut Reader, doc: &Node) -> Talosconfig {
     let mut config = Talosconfig::default();
     if doc.is_null() {
         return config;
     }
-    let Some(root) = r.mapping(doc, "", &["context", "contexts"]) else { return config };
+    let Some(root) = r.mapping(doc, "", &["context", "contexts"]) else {
+        return config;
+    };
     config.context = opt_string(r, root, "", "context");
-    let Some(contexts) = root.get("contexts") else { return config };
+    let Some(contexts) = root.get("contexts") else {
+        return config;
+    };
     if contexts.is_null() {
         return config;
     }
@@ -193,17 +218,27 @@ fn read(r: &mut Reader, doc: &Node) -> Talosconfig {
             "contexts",
             Some(contexts.span.start),
             BundleProblemKind::WrongType,
-            format!("is {}; expected a mapping of context names", contexts.type_name()),
+            format!(
+                "is {}; expected a mapping of context names",
+                contexts.type_name()
+            ),
         );
         return config;
     };
     for entry in entries {
         let path = join("contexts", &entry.key);
         if entry.value.is_null() {
-            r.problem(path, Some(entry.value.span.start), BundleProblemKind::Missing, "is empty; expected a context mapping");
+            r.problem(
+                path,
+                Some(entry.value.span.start),
+                BundleProblemKind::Missing,
+                "is empty; expected a context mapping",
+            );
             continue;
         }
-        let Some(node) = r.mapping(&entry.value, &path, CONTEXT_KEYS) else { continue };
+        let Some(node) = r.mapping(&entry.value, &path, CONTEXT_KEYS) else {
+            continue;
+        };
         let mut ctx = TalosContext {
             endpoints: r.string_list(node, &path, "endpoints"),
             nodes: r.string_list(node, &path, "nodes"),
@@ -225,11 +260,15 @@ fn read(r: &mut Reader, doc: &Node) -> Talosconfig {
 fn read_auth(r: &mut Reader, ctx: &Node, ctx_path: &str) -> TalosAuth {
     let mut auth = TalosAuth::default();
     let path = join(ctx_path, "auth");
-    let Some(node) = ctx.get("auth") else { return auth };
+    let Some(node) = ctx.get("auth") else {
+        return auth;
+    };
     if node.is_null() {
         return auth;
     }
-    let Some(node) = r.mapping(node, &path, &["basic", "siderov1"]) else { return auth };
+    let Some(node) = r.mapping(node, &path, &["basic", "siderov1"]) else {
+        return auth;
+    };
     if let Some(basic) = node.get("basic").filter(|b| !b.is_null()) {
         let bpath = join(&path, "basic");
         if let Some(b) = r.mapping(basic, &bpath, &["username", "password"]) {
@@ -242,14 +281,18 @@ fn read_auth(r: &mut Reader, ctx: &Node, ctx_path: &str) -> TalosAuth {
     if let Some(sidero) = node.get("siderov1").filter(|s| !s.is_null()) {
         let spath = join(&path, "siderov1");
         if let Some(s) = r.mapping(sidero, &spath, &["identity"]) {
-            auth.siderov1 = Some(SideroV1Auth { identity: opt_string(r, s, &spath, "identity") });
+            auth.siderov1 = Some(SideroV1Auth {
+                identity: opt_string(r, s, &spath, "identity"),
+            });
         }
     }
     auth
 }
 
 fn opt_string(r: &mut Reader, parent: &Node, parent_path: &str, key: &str) -> String {
-    r.string(parent, parent_path, key, false).map(|(s, _)| s).unwrap_or_default()
+    r.string(parent, parent_path, key, false)
+        .map(|(s, _)| s)
+        .unwrap_or_default()
 }
 
 /// yaml.v3's map-key order (`sorter.go`): letters compare by code point, a letter sorts
@@ -298,12 +341,16 @@ fn yaml_v3_less(a: &str, b: &str) -> bool {
         }
         let mut ai = i;
         while ai < ar.len() && ar[ai].is_ascii_digit() {
-            an = an.wrapping_mul(10).wrapping_add(i64::from(ar[ai] as u8 - b'0'));
+            an = an
+                .wrapping_mul(10)
+                .wrapping_add(i64::from(ar[ai] as u8 - b'0'));
             ai += 1;
         }
         let mut bi = i;
         while bi < br.len() && br[bi].is_ascii_digit() {
-            bn = bn.wrapping_mul(10).wrapping_add(i64::from(br[bi] as u8 - b'0'));
+            bn = bn
+                .wrapping_mul(10)
+                .wrapping_add(i64::from(br[bi] as u8 - b'0'));
             bi += 1;
         }
         if an != bn {
@@ -327,12 +374,16 @@ mod tests {
         keys.sort_by(|a, b| yaml_v3_key_order(a, b));
         // Non-letters before letters, letters by code point, digit runs by value (a shorter
         // run wins a tie: "a1b" < "a01"), a prefix first.
-        assert_eq!(keys, vec!["_x", "A", "a", "a-1", "a1b", "a01", "a2", "a10", "ab", "b"]);
+        assert_eq!(
+            keys,
+            vec!["_x", "A", "a", "a-1", "a1b", "a01", "a2", "a10", "ab", "b"]
+        );
     }
 
     #[test]
     fn legacy_target_becomes_an_endpoint() {
-        let cfg = Talosconfig::from_yaml("context: x\ncontexts:\n  x:\n    target: 10.0.0.1\n").unwrap();
+        let cfg =
+            Talosconfig::from_yaml("context: x\ncontexts:\n  x:\n    target: 10.0.0.1\n").unwrap();
         assert_eq!(cfg.current().unwrap().endpoints, vec!["10.0.0.1"]);
         assert_eq!(
             cfg.to_yaml().expose(),
@@ -342,9 +393,21 @@ mod tests {
 
     #[test]
     fn empty_endpoints_are_written() {
-        let mut cfg = Talosconfig { context: "c".into(), ..Default::default() };
-        cfg.contexts.insert("c".into(), TalosContext { ca: "Q0E=".into(), ..Default::default() });
-        assert_eq!(cfg.to_yaml().expose(), "context: c\ncontexts:\n    c:\n        endpoints: []\n        ca: Q0E=\n");
+        let mut cfg = Talosconfig {
+            context: "c".into(),
+            ..Default::default()
+        };
+        cfg.contexts.insert(
+            "c".into(),
+            TalosContext {
+                ca: "Q0E=".into(),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            cfg.to_yaml().expose(),
+            "context: c\ncontexts:\n    c:\n        endpoints: []\n        ca: Q0E=\n"
+        );
         let empty = Talosconfig::default();
         assert_eq!(empty.to_yaml().expose(), "context: \"\"\ncontexts: {}\n");
     }

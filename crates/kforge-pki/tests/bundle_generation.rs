@@ -9,8 +9,14 @@ use kforge_pki::{CA_VALIDITY, SecretsBundle};
 use x509_parser::prelude::X509Certificate;
 
 fn is_token(s: &str) -> bool {
-    let Some((a, b)) = s.split_once('.') else { return false };
-    let ok = |p: &str, n: usize| p.len() == n && p.bytes().all(|c| c.is_ascii_digit() || c.is_ascii_lowercase());
+    let Some((a, b)) = s.split_once('.') else {
+        return false;
+    };
+    let ok = |p: &str, n: usize| {
+        p.len() == n
+            && p.bytes()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase())
+    };
     ok(a, 6) && ok(b, 16)
 }
 
@@ -42,18 +48,35 @@ fn check_ca(crt_b64: &str, orgs: &[&str], sig_oid: &str, key_oid: &str) {
         let ku = c.key_usage().unwrap().expect("KeyUsage");
         assert!(ku.critical);
         assert!(ku.value.digital_signature() && ku.value.key_cert_sign());
-        assert_eq!(ku.value.flags.count_ones(), 2, "only CertSign|DigitalSignature");
+        assert_eq!(
+            ku.value.flags.count_ones(),
+            2,
+            "only CertSign|DigitalSignature"
+        );
         let eku = c.extended_key_usage().unwrap().expect("ExtKeyUsage");
-        assert!(eku.value.server_auth && eku.value.client_auth && !eku.value.any && eku.value.other.is_empty());
+        assert!(
+            eku.value.server_auth
+                && eku.value.client_auth
+                && !eku.value.any
+                && eku.value.other.is_empty()
+        );
         let ski = c
             .iter_extensions()
             .find_map(|e| match e.parsed_extension() {
-                x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.len()),
+                x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => {
+                    Some(k.0.len())
+                }
                 _ => None,
             })
             .expect("SubjectKeyId");
         assert_eq!(ski, 20);
-        assert!(c.get_extension_unique(&x509_parser::oid_registry::OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER).unwrap().is_none());
+        assert!(
+            c.get_extension_unique(
+                &x509_parser::oid_registry::OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER
+            )
+            .unwrap()
+            .is_none()
+        );
     });
 }
 
@@ -67,7 +90,9 @@ fn cas_have_talos_algorithms_subjects_and_fields() {
     check_ca(b.k8s_aggregator_ca_crt(), &[], ecdsa, ec_key);
     check_ca(b.os_ca_crt(), &["talos"], "1.3.101.112", "1.3.101.112");
     // The aggregator CA has an empty subject, as Talos makes it.
-    with_cert(&b64_text(b.k8s_aggregator_ca_crt()), |c| assert_eq!(c.subject().as_raw(), &[0x30, 0x00]));
+    with_cert(&b64_text(b.k8s_aggregator_ca_crt()), |c| {
+        assert_eq!(c.subject().as_raw(), &[0x30, 0x00])
+    });
 }
 
 #[test]
@@ -77,7 +102,13 @@ fn keys_use_talos_pem_types() {
         let (label, der) = pem_der(&b64_text(key.expose()));
         assert_eq!(label, "EC PRIVATE KEY");
         // SEC1 with the [0] named-curve parameter (prime256v1) and [1] public key, as Go writes.
-        let text = openssl(&["asn1parse", "-inform", "DER", "-in", s(&Scratch::new().write("k.der", &der))]);
+        let text = openssl(&[
+            "asn1parse",
+            "-inform",
+            "DER",
+            "-in",
+            s(&Scratch::new().write("k.der", &der)),
+        ]);
         assert!(text.contains("prime256v1"), "{text}");
     }
     let (label, der) = pem_der(&b64_text(b.os_ca_key().expose()));
@@ -121,7 +152,10 @@ fn openssl_reads_every_certificate_and_key() {
     let text = openssl(&["pkey", "-inform", "DER", "-noout", "-text", "-in", s(&os)]);
     assert!(text.contains("ED25519"), "{text}");
     // Each CA key is the private half of its certificate.
-    for (name, crt, key) in [("etcd", b.etcd_ca_crt(), b.etcd_ca_key()), ("k8s", b.k8s_ca_crt(), b.k8s_ca_key())] {
+    for (name, crt, key) in [
+        ("etcd", b.etcd_ca_crt(), b.etcd_ca_key()),
+        ("k8s", b.k8s_ca_crt(), b.k8s_ca_key()),
+    ] {
         let c = dir.write(&format!("{name}-m.crt"), b64(crt));
         let k = dir.write(&format!("{name}-m.key"), b64(key.expose()));
         let from_cert = openssl(&["x509", "-noout", "-pubkey", "-in", s(&c)]);
@@ -136,11 +170,16 @@ fn tokens_and_secrets_have_talos_formats() {
     assert!(is_token(b.bootstrap_token().expose()), "bootstrap token");
     assert!(is_token(b.trustd_token().expose()), "trustd token");
     use base64::Engine;
-    let id = base64::engine::general_purpose::URL_SAFE.decode(b.cluster_id()).expect("URL-safe base64");
+    let id = base64::engine::general_purpose::URL_SAFE
+        .decode(b.cluster_id())
+        .expect("URL-safe base64");
     assert_eq!(id.len(), 32);
     assert_eq!(b.cluster_id().len(), 44);
     assert_eq!(b64(b.cluster_secret().expose()).len(), 32);
-    assert_eq!(b64(b.secretbox_encryption_secret().expect("secretbox").expose()).len(), 32);
+    assert_eq!(
+        b64(b.secretbox_encryption_secret().expect("secretbox").expose()).len(),
+        32
+    );
     assert!(b.aescbc_encryption_secret().is_none());
 }
 
@@ -166,14 +205,30 @@ fn generated_bundle_round_trips_through_yaml() {
     let lines: Vec<&str> = text.expose().lines().collect();
     assert_eq!(lines[0], "cluster:");
     assert!(lines[1].starts_with("    id: "));
-    let sections: Vec<&str> = lines.iter().copied().filter(|l| !l.starts_with(' ')).collect();
-    assert_eq!(sections, vec!["cluster:", "secrets:", "trustdinfo:", "certs:"]);
+    let sections: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| !l.starts_with(' '))
+        .collect();
+    assert_eq!(
+        sections,
+        vec!["cluster:", "secrets:", "trustdinfo:", "certs:"]
+    );
     let certs: Vec<&str> = lines
         .iter()
         .copied()
         .filter(|l| l.starts_with("    ") && !l.starts_with("     ") && l.ends_with(':'))
         .collect();
-    assert_eq!(certs, vec!["    etcd:", "    k8s:", "    k8saggregator:", "    k8sserviceaccount:", "    os:"]);
+    assert_eq!(
+        certs,
+        vec![
+            "    etcd:",
+            "    k8s:",
+            "    k8saggregator:",
+            "    k8sserviceaccount:",
+            "    os:"
+        ]
+    );
 }
 
 static_assertions::assert_not_impl_any!(kforge_pki::SecretsBundle: std::fmt::Debug, std::fmt::Display);

@@ -18,7 +18,10 @@ pub const FIXTURE: &str = include_str!("../fixtures/talosctl-secrets.yaml");
 pub fn generated_at() -> SystemTime {
     static AT: OnceLock<SystemTime> = OnceLock::new();
     *AT.get_or_init(|| {
-        let secs = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+        let secs = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
     })
 }
@@ -37,7 +40,9 @@ pub fn unix(t: SystemTime) -> i64 {
 }
 
 pub fn b64(s: &str) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD.decode(s).expect("standard base64")
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .expect("standard base64")
 }
 
 pub fn b64_text(s: &str) -> String {
@@ -60,11 +65,17 @@ pub fn with_cert<R>(pem_text: &str, f: impl FnOnce(&X509Certificate<'_>) -> R) -
 }
 
 pub fn subject_orgs(cert: &X509Certificate<'_>) -> Vec<String> {
-    cert.subject().iter_organization().map(|a| a.as_str().unwrap().to_string()).collect()
+    cert.subject()
+        .iter_organization()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
 }
 
 pub fn subject_cns(cert: &X509Certificate<'_>) -> Vec<String> {
-    cert.subject().iter_common_name().map(|a| a.as_str().unwrap().to_string()).collect()
+    cert.subject()
+        .iter_common_name()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
 }
 
 /// The real `openssl`; a missing binary fails the test with an install hint.
@@ -76,7 +87,10 @@ pub fn openssl(args: &[&str]) -> String {
     });
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "openssl {args:?} failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed:\n{stdout}\n{stderr}"
+    );
     stdout + &stderr
 }
 
@@ -86,7 +100,9 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Scratch {
-        Scratch { dir: tempfile::tempdir().expect("temp dir") }
+        Scratch {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
     }
 
     pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
@@ -112,7 +128,15 @@ pub fn openssl_verify(ca_pem: &str, leaf_pem: &str, purpose: &str, at: SystemTim
     let leaf = dir.write("leaf.pem", leaf_pem);
     let at = unix(at).to_string();
     let out = openssl(&[
-        "verify", "-x509_strict", "-purpose", purpose, "-attime", &at, "-CAfile", s(&ca), s(&leaf),
+        "verify",
+        "-x509_strict",
+        "-purpose",
+        purpose,
+        "-attime",
+        &at,
+        "-CAfile",
+        s(&ca),
+        s(&leaf),
     ]);
     assert!(out.contains(": OK"), "{out}");
 }
