@@ -25,7 +25,10 @@ fn typed(kind: &str) -> Mapping {
 
 /// The first document of `kind`, created at the end when missing.
 fn doc_of_kind<'a>(docs: &'a mut Vec<Value>, kind: &str) -> &'a mut Mapping {
-    let pos = match docs.iter().position(|d| d.get("kind").and_then(Value::as_str) == Some(kind)) {
+    let pos = match docs
+        .iter()
+        .position(|d| d.get("kind").and_then(Value::as_str) == Some(kind))
+    {
         Some(p) => p,
         None => {
             docs.push(Value::Object(typed(kind)));
@@ -42,16 +45,30 @@ pub fn move_to_documents(docs: &mut Vec<Value>, gates: Gates) -> Vec<String> {
     if !gates.multidoc_network() {
         return notes;
     }
-    let Some(v1_index) = docs.iter().position(|d| DocumentId::of(d).is_v1alpha1()) else { return notes };
-    let Some(machine) = docs[v1_index].get_mut("machine").and_then(Value::as_object_mut) else { return notes };
+    let Some(v1_index) = docs.iter().position(|d| DocumentId::of(d).is_v1alpha1()) else {
+        return notes;
+    };
+    let Some(machine) = docs[v1_index]
+        .get_mut("machine")
+        .and_then(Value::as_object_mut)
+    else {
+        return notes;
+    };
 
     let mut network = match machine.get_mut("network").and_then(Value::as_object_mut) {
         Some(n) => std::mem::take(n),
         None => Mapping::new(),
     };
     let time = machine.shift_remove("time");
-    let env = if gates.kubespan_and_env_documents() { machine.shift_remove("env") } else { None };
-    let stable = machine.get_mut("features").and_then(Value::as_object_mut).and_then(|f| f.shift_remove("stableHostname"));
+    let env = if gates.kubespan_and_env_documents() {
+        machine.shift_remove("env")
+    } else {
+        None
+    };
+    let stable = machine
+        .get_mut("features")
+        .and_then(Value::as_object_mut)
+        .and_then(|f| f.shift_remove("stableHostname"));
     if stable.is_some() {
         notes.push("dropped `machine.features.stableHostname`; the HostnameConfig document decides the hostname".into());
     }
@@ -62,10 +79,17 @@ pub fn move_to_documents(docs: &mut Vec<Value>, gates: Gates) -> Vec<String> {
     let searches = network.shift_remove("searchDomains");
     let disable_search = network.shift_remove("disableSearchDomain");
     let hosts = network.shift_remove("extraHostEntries");
-    let kubespan = if gates.kubespan_and_env_documents() { network.shift_remove("kubespan") } else { None };
+    let kubespan = if gates.kubespan_and_env_documents() {
+        network.shift_remove("kubespan")
+    } else {
+        None
+    };
 
     // Whatever remains (kubespan before 1.13) stays in place.
-    if let Some(machine) = docs[v1_index].get_mut("machine").and_then(Value::as_object_mut) {
+    if let Some(machine) = docs[v1_index]
+        .get_mut("machine")
+        .and_then(Value::as_object_mut)
+    {
         if network.is_empty() {
             machine.shift_remove("network");
         } else {
@@ -77,12 +101,18 @@ pub fn move_to_documents(docs: &mut Vec<Value>, gates: Gates) -> Vec<String> {
         let d = doc_of_kind(docs, "HostnameConfig");
         d.insert("auto".into(), Value::from("off"));
         d.insert("hostname".into(), Value::from(h.as_str()));
-        notes.push(format!("moved `machine.network.hostname: {h}` into the HostnameConfig document"));
+        notes.push(format!(
+            "moved `machine.network.hostname: {h}` into the HostnameConfig document"
+        ));
     }
     if nameservers.is_some() || searches.is_some() || disable_search.is_some() {
         let d = doc_of_kind(docs, "ResolverConfig");
         if let Some(Value::Array(ns)) = nameservers {
-            let list: Vec<Value> = ns.iter().filter_map(Value::as_str).map(|a| json!({"address": a})).collect();
+            let list: Vec<Value> = ns
+                .iter()
+                .filter_map(Value::as_str)
+                .map(|a| json!({"address": a}))
+                .collect();
             d.insert("nameservers".into(), Value::Array(list));
         }
         let sd = d.entry("searchDomains").or_insert_with(|| json!({}));
@@ -107,22 +137,34 @@ pub fn move_to_documents(docs: &mut Vec<Value>, gates: Gates) -> Vec<String> {
                 }
                 notes.push(format!("translated legacy `machine.network.interfaces` into {added} network document(s)"));
             }
-            Err(e) => notes.push(format!("could not translate legacy `machine.network.interfaces` ({e}); it was dropped")),
+            Err(e) => notes.push(format!(
+                "could not translate legacy `machine.network.interfaces` ({e}); it was dropped"
+            )),
         }
     }
     if let Some(Value::Array(entries)) = hosts {
         for e in entries {
-            let Some(ip) = e.get("ip").and_then(Value::as_str) else { continue };
+            let Some(ip) = e.get("ip").and_then(Value::as_str) else {
+                continue;
+            };
             let mut d = typed("StaticHostConfig");
             d.insert("name".into(), Value::from(ip));
-            d.insert("hostnames".into(), e.get("aliases").cloned().unwrap_or_else(|| json!([])));
+            d.insert(
+                "hostnames".into(),
+                e.get("aliases").cloned().unwrap_or_else(|| json!([])),
+            );
             docs.push(Value::Object(d));
         }
-        notes.push("moved `machine.network.extraHostEntries` into StaticHostConfig documents".into());
+        notes.push(
+            "moved `machine.network.extraHostEntries` into StaticHostConfig documents".into(),
+        );
     }
     if let Some(Value::Object(t)) = time {
         let d = doc_of_kind(docs, "TimeSyncConfig");
-        d.insert("enabled".into(), Value::Bool(!t.get("disabled").and_then(Value::as_bool).unwrap_or(false)));
+        d.insert(
+            "enabled".into(),
+            Value::Bool(!t.get("disabled").and_then(Value::as_bool).unwrap_or(false)),
+        );
         if let Some(bt) = t.get("bootTimeout") {
             d.insert("bootTimeout".into(), bt.clone());
         }
@@ -170,21 +212,30 @@ mod tests {
         assert_eq!(notes.len(), 2, "{notes:?}");
         assert!(docs[0]["machine"].get("network").is_none());
         assert_eq!(docs[0]["machine"]["env"]["A"], "b");
-        assert_eq!(docs[1], json!({"apiVersion": "v1alpha1", "kind": "HostnameConfig", "auto": "off", "hostname": "n1"}));
+        assert_eq!(
+            docs[1],
+            json!({"apiVersion": "v1alpha1", "kind": "HostnameConfig", "auto": "off", "hostname": "n1"})
+        );
         assert_eq!(docs[2]["kind"], "LinkConfig");
         assert_eq!(docs[2]["name"], "eth1");
 
-        let mut docs = vec![json!({"version": "v1alpha1", "machine": {"env": {"A": "b"}, "network": {"kubespan": {"enabled": true}}}})];
+        let mut docs = vec![
+            json!({"version": "v1alpha1", "machine": {"env": {"A": "b"}, "network": {"kubespan": {"enabled": true}}}}),
+        ];
         move_to_documents(&mut docs, gates("v1.13.0"));
         assert!(docs[0]["machine"].get("env").is_none());
         assert!(docs[0]["machine"].get("network").is_none());
         assert_eq!(docs[1]["kind"], "KubeSpanConfig");
-        assert_eq!(docs[2], json!({"apiVersion": "v1alpha1", "kind": "EnvironmentConfig", "variables": {"A": "b"}}));
+        assert_eq!(
+            docs[2],
+            json!({"apiVersion": "v1alpha1", "kind": "EnvironmentConfig", "variables": {"A": "b"}})
+        );
     }
 
     #[test]
     fn legacy_contracts_are_left_alone() {
-        let mut docs = vec![json!({"version": "v1alpha1", "machine": {"network": {"hostname": "n1"}}})];
+        let mut docs =
+            vec![json!({"version": "v1alpha1", "machine": {"network": {"hostname": "n1"}}})];
         assert!(move_to_documents(&mut docs, gates("v1.11.0")).is_empty());
         assert_eq!(docs[0]["machine"]["network"]["hostname"], "n1");
     }

@@ -107,7 +107,10 @@ fn alias(name: &str, expr: String) -> Value {
 }
 
 fn address(a: &str) -> Option<Value> {
-    let net = a.parse::<IpNet>().ok().or_else(|| a.parse::<IpAddr>().ok().map(IpNet::from))?;
+    let net = a
+        .parse::<IpNet>()
+        .ok()
+        .or_else(|| a.parse::<IpAddr>().ok().map(IpNet::from))?;
     let mut m = Mapping::new();
     m.insert("address".into(), Value::from(net.to_string()));
     Some(Value::Object(m))
@@ -136,7 +139,13 @@ fn route(r: &Route, omit_default_destination: bool) -> Option<Value> {
 }
 
 /// Adds `mtu`, `addresses` and `routes` (the common link fields) from a device.
-fn common_link(m: &mut Mapping, mtu: Option<u32>, addresses: &[String], routes: &[Route], omit_default: bool) {
+fn common_link(
+    m: &mut Mapping,
+    mtu: Option<u32>,
+    addresses: &[String],
+    routes: &[Route],
+    omit_default: bool,
+) {
     if let Some(mtu) = mtu.filter(|m| *m > 0) {
         m.insert("mtu".into(), Value::from(mtu));
     }
@@ -144,14 +153,19 @@ fn common_link(m: &mut Mapping, mtu: Option<u32>, addresses: &[String], routes: 
     if !addrs.is_empty() {
         m.insert("addresses".into(), Value::Array(addrs));
     }
-    let rts: Vec<Value> = routes.iter().filter_map(|r| route(r, omit_default)).collect();
+    let rts: Vec<Value> = routes
+        .iter()
+        .filter_map(|r| route(r, omit_default))
+        .collect();
     if !rts.is_empty() {
         m.insert("routes".into(), Value::Array(rts));
     }
 }
 
 fn has_common(d: &Device) -> bool {
-    d.mtu.is_some_and(|m| m > 0) || !d.addresses.as_deref().unwrap_or_default().is_empty() || !d.routes.as_deref().unwrap_or_default().is_empty()
+    d.mtu.is_some_and(|m| m > 0)
+        || !d.addresses.as_deref().unwrap_or_default().is_empty()
+        || !d.routes.as_deref().unwrap_or_default().is_empty()
 }
 
 fn vip(name_link: &str, v: &Vip) -> Option<Value> {
@@ -219,7 +233,13 @@ pub fn links(devices: &[Device]) -> Vec<Value> {
         let routes = d.routes.as_deref().unwrap_or_default();
         if let Some(b) = &d.bond {
             let mut m = named("BondConfig", name);
-            let mut links: Vec<Value> = b.interfaces.iter().flatten().cloned().map(Value::from).collect();
+            let mut links: Vec<Value> = b
+                .interfaces
+                .iter()
+                .flatten()
+                .cloned()
+                .map(Value::from)
+                .collect();
             for (i, sel) in b.device_selectors.iter().flatten().enumerate() {
                 let member = format!("{name}-m{i}");
                 if let Some(expr) = selector_expression(sel) {
@@ -248,7 +268,10 @@ pub fn links(devices: &[Device]) -> Vec<Value> {
             s(&mut m, "xmitHashPolicy", &b.xmit_hash_policy);
             n(&mut m, "arpInterval", b.arp_interval.map(u64::from));
             if let Some(t) = b.arp_ip_target.as_ref().filter(|t| !t.is_empty()) {
-                m.insert("arpIpTargets".into(), Value::Array(t.iter().cloned().map(Value::from).collect()));
+                m.insert(
+                    "arpIpTargets".into(),
+                    Value::Array(t.iter().cloned().map(Value::from).collect()),
+                );
             }
             s(&mut m, "arpValidate", &b.arp_validate);
             s(&mut m, "arpAllTargets", &b.arp_all_targets);
@@ -261,10 +284,18 @@ pub fn links(devices: &[Device]) -> Vec<Value> {
             n(&mut m, "resendIGMP", b.resend_igmp.map(u64::from));
             n(&mut m, "minLinks", b.min_links.map(u64::from));
             n(&mut m, "lpInterval", b.lp_interval.map(u64::from));
-            n(&mut m, "packetsPerSlave", b.packets_per_slave.map(u64::from));
+            n(
+                &mut m,
+                "packetsPerSlave",
+                b.packets_per_slave.map(u64::from),
+            );
             n(&mut m, "numPeerNotif", b.num_peer_notif.map(u64::from));
             n(&mut m, "tlbLogicalLb", b.tlb_dynamic_lb.map(u64::from));
-            n(&mut m, "allSlavesActive", b.all_slaves_active.map(u64::from));
+            n(
+                &mut m,
+                "allSlavesActive",
+                b.all_slaves_active.map(u64::from),
+            );
             n(&mut m, "peerNotifDelay", b.peer_notify_delay.map(u64::from));
             common_link(&mut m, d.mtu, addresses, routes, true);
             bonds.push(Value::Object(m));
@@ -307,12 +338,23 @@ pub fn links(devices: &[Device]) -> Vec<Value> {
                     if let Some(ka) = &p.persistent_keepalive_interval {
                         let s = ka.to_string();
                         // A bare number is seconds in the legacy field; documents take a duration.
-                        let s = if s.chars().all(|c| c.is_ascii_digit()) { format!("{s}s") } else { s };
+                        let s = if s.chars().all(|c| c.is_ascii_digit()) {
+                            format!("{s}s")
+                        } else {
+                            s
+                        };
                         if s != "0s" {
                             pm.insert("persistentKeepaliveInterval".into(), Value::from(s));
                         }
                     }
-                    let ips: Vec<Value> = p.allowed_ips.iter().flatten().filter(|a| a.parse::<IpNet>().is_ok()).cloned().map(Value::from).collect();
+                    let ips: Vec<Value> = p
+                        .allowed_ips
+                        .iter()
+                        .flatten()
+                        .filter(|a| a.parse::<IpNet>().is_ok())
+                        .cloned()
+                        .map(Value::from)
+                        .collect();
                     if !ips.is_empty() {
                         pm.insert("allowedIPs".into(), Value::Array(ips));
                     }
@@ -327,7 +369,17 @@ pub fn links(devices: &[Device]) -> Vec<Value> {
         }
         if let Some(br) = &d.bridge {
             let mut m = named("BridgeConfig", name);
-            m.insert("links".into(), Value::Array(br.interfaces.iter().flatten().cloned().map(Value::from).collect()));
+            m.insert(
+                "links".into(),
+                Value::Array(
+                    br.interfaces
+                        .iter()
+                        .flatten()
+                        .cloned()
+                        .map(Value::from)
+                        .collect(),
+                ),
+            );
             if let Some(en) = br.stp.as_ref().and_then(|s| s.enabled) {
                 let mut stp = Mapping::new();
                 stp.insert("enabled".into(), Value::Bool(en));
@@ -348,15 +400,27 @@ pub fn links(devices: &[Device]) -> Vec<Value> {
             link_docs.push(Value::Object(m));
         }
         for v in d.vlans.iter().flatten() {
-            let Some(id) = v.vlan_id.filter(|id| *id > 0) else { continue };
+            let Some(id) = v.vlan_id.filter(|id| *id > 0) else {
+                continue;
+            };
             let vname = format!("{name}.{id}");
             let mut m = named("VLANConfig", &vname);
             m.insert("vlanID".into(), Value::from(id));
             m.insert("parent".into(), Value::from(name.as_str()));
-            common_link(&mut m, v.mtu, v.addresses.as_deref().unwrap_or_default(), v.routes.as_deref().unwrap_or_default(), false);
+            common_link(
+                &mut m,
+                v.mtu,
+                v.addresses.as_deref().unwrap_or_default(),
+                v.routes.as_deref().unwrap_or_default(),
+                false,
+            );
             vlans.push(Value::Object(m));
             if v.dhcp == Some(true) {
-                dhcps.push(dhcp("DHCPv4Config", &vname, v.dhcp_options.as_ref().and_then(|o| o.route_metric)));
+                dhcps.push(dhcp(
+                    "DHCPv4Config",
+                    &vname,
+                    v.dhcp_options.as_ref().and_then(|o| o.route_metric),
+                ));
             }
             if let Some(x) = v.vip.as_ref().and_then(|x| vip(&vname, x)) {
                 vips.push(x);
@@ -382,13 +446,22 @@ mod tests {
 
     fn devices(yaml: &str) -> Vec<Device> {
         let node = kforge_yaml::parse(yaml).unwrap();
-        let (d, issues) = kforge_spec::decode::decode::<Vec<Device>>(&node, kforge_spec::Path::root());
+        let (d, issues) =
+            kforge_spec::decode::decode::<Vec<Device>>(&node, kforge_spec::Path::root());
         assert!(issues.is_empty(), "{issues:?}");
         d
     }
 
     fn kinds(docs: &[Value]) -> Vec<String> {
-        docs.iter().map(|d| format!("{}:{}", d["kind"].as_str().unwrap(), d["name"].as_str().unwrap_or(""))).collect()
+        docs.iter()
+            .map(|d| {
+                format!(
+                    "{}:{}",
+                    d["kind"].as_str().unwrap(),
+                    d["name"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
     }
 
     #[test]
@@ -399,14 +472,29 @@ mod tests {
         let docs = links(&d);
         assert_eq!(
             kinds(&docs),
-            ["LinkAliasConfig:ethSel0", "LinkAliasConfig:bond0-m0", "BondConfig:bond0", "LinkConfig:ethSel0", "WireguardConfig:wg0"]
+            [
+                "LinkAliasConfig:ethSel0",
+                "LinkAliasConfig:bond0-m0",
+                "BondConfig:bond0",
+                "LinkConfig:ethSel0",
+                "WireguardConfig:wg0"
+            ]
         );
-        assert_eq!(docs[0]["selector"]["match"], "glob(\"00:30:93:12:31:78\", mac(link.hardware_addr)) && glob(\"atlantic\", link.driver)");
+        assert_eq!(
+            docs[0]["selector"]["match"],
+            "glob(\"00:30:93:12:31:78\", mac(link.hardware_addr)) && glob(\"atlantic\", link.driver)"
+        );
         let bond = &docs[2];
         assert_eq!(bond["links"], serde_json::json!(["bond0-m0"]));
         assert_eq!(bond["bondMode"], "802.3ad");
-        assert_eq!(bond["routes"], serde_json::json!([{"gateway": "192.168.200.1"}]));
-        assert_eq!(bond["addresses"], serde_json::json!([{"address": "192.168.200.11/24"}]));
+        assert_eq!(
+            bond["routes"],
+            serde_json::json!([{"gateway": "192.168.200.1"}])
+        );
+        assert_eq!(
+            bond["addresses"],
+            serde_json::json!([{"address": "192.168.200.11/24"}])
+        );
     }
 
     #[test]
@@ -427,7 +515,10 @@ mod tests {
                 "VLANConfig:eth0.20"
             ]
         );
-        assert_eq!(docs[4]["addresses"], serde_json::json!([{"address": "10.0.1.11/32"}]));
+        assert_eq!(
+            docs[4]["addresses"],
+            serde_json::json!([{"address": "10.0.1.11/32"}])
+        );
         assert_eq!(docs[5]["vlanID"], 10);
         assert_eq!(docs[5]["parent"], "eth0");
     }

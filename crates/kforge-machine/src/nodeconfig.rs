@@ -49,22 +49,65 @@ pub struct Finding {
 
 /// Document kinds Talos accepts, by the contract that introduced them (§2 of the reference).
 const KINDS: &[(&str, u64)] = &[
-    ("UserVolumeConfig", 10), ("VolumeConfig", 8), ("ExtensionServiceConfig", 7), ("PCIDriverRebindConfig", 10),
-    ("NetworkDefaultActionConfig", 6), ("EthernetConfig", 10), ("KubeSpanEndpoints", 7), ("NetworkRuleConfig", 6),
-    ("EventSinkConfig", 5), ("KmsgLogConfig", 5), ("WatchdogTimerConfig", 7), ("TrustedRootsConfig", 7), ("SideroLinkConfig", 5),
-    ("ExistingVolumeConfig", 11), ("RawVolumeConfig", 11), ("SwapVolumeConfig", 11), ("ZswapConfig", 11),
-    ("RegistryMirrorConfig", 12), ("RegistryAuthConfig", 12), ("RegistryTLSConfig", 12), ("HostnameConfig", 12), ("LinkConfig", 12),
-    ("LinkAliasConfig", 12), ("BondConfig", 12), ("VLANConfig", 12), ("BridgeConfig", 12), ("DummyLinkConfig", 12),
-    ("WireguardConfig", 12), ("Layer2VIPConfig", 12), ("HCloudVIPConfig", 12), ("DHCPv4Config", 12), ("DHCPv6Config", 12),
-    ("ResolverConfig", 12), ("TimeSyncConfig", 12), ("StaticHostConfig", 12), ("OOMConfig", 12),
-    ("BlackholeRouteConfig", 13), ("ExternalVolumeConfig", 13), ("KubeSpanConfig", 13), ("RoutingRuleConfig", 13),
-    ("TCPProbeConfig", 13), ("VRFConfig", 13), ("EnvironmentConfig", 13),
+    ("UserVolumeConfig", 10),
+    ("VolumeConfig", 8),
+    ("ExtensionServiceConfig", 7),
+    ("PCIDriverRebindConfig", 10),
+    ("NetworkDefaultActionConfig", 6),
+    ("EthernetConfig", 10),
+    ("KubeSpanEndpoints", 7),
+    ("NetworkRuleConfig", 6),
+    ("EventSinkConfig", 5),
+    ("KmsgLogConfig", 5),
+    ("WatchdogTimerConfig", 7),
+    ("TrustedRootsConfig", 7),
+    ("SideroLinkConfig", 5),
+    ("ExistingVolumeConfig", 11),
+    ("RawVolumeConfig", 11),
+    ("SwapVolumeConfig", 11),
+    ("ZswapConfig", 11),
+    ("RegistryMirrorConfig", 12),
+    ("RegistryAuthConfig", 12),
+    ("RegistryTLSConfig", 12),
+    ("HostnameConfig", 12),
+    ("LinkConfig", 12),
+    ("LinkAliasConfig", 12),
+    ("BondConfig", 12),
+    ("VLANConfig", 12),
+    ("BridgeConfig", 12),
+    ("DummyLinkConfig", 12),
+    ("WireguardConfig", 12),
+    ("Layer2VIPConfig", 12),
+    ("HCloudVIPConfig", 12),
+    ("DHCPv4Config", 12),
+    ("DHCPv6Config", 12),
+    ("ResolverConfig", 12),
+    ("TimeSyncConfig", 12),
+    ("StaticHostConfig", 12),
+    ("OOMConfig", 12),
+    ("BlackholeRouteConfig", 13),
+    ("ExternalVolumeConfig", 13),
+    ("KubeSpanConfig", 13),
+    ("RoutingRuleConfig", 13),
+    ("TCPProbeConfig", 13),
+    ("VRFConfig", 13),
+    ("EnvironmentConfig", 13),
 ];
 
 /// Kinds that are identified by `name`.
 const UNNAMED_KINDS: &[&str] = &[
-    "NetworkDefaultActionConfig", "KubeSpanEndpoints", "EventSinkConfig", "WatchdogTimerConfig", "HostnameConfig", "ResolverConfig",
-    "TimeSyncConfig", "OOMConfig", "KubeSpanConfig", "EnvironmentConfig", "ZswapConfig", "SideroLinkConfig",
+    "NetworkDefaultActionConfig",
+    "KubeSpanEndpoints",
+    "EventSinkConfig",
+    "WatchdogTimerConfig",
+    "HostnameConfig",
+    "ResolverConfig",
+    "TimeSyncConfig",
+    "OOMConfig",
+    "KubeSpanConfig",
+    "EnvironmentConfig",
+    "ZswapConfig",
+    "SideroLinkConfig",
 ];
 
 struct Checker {
@@ -74,10 +117,20 @@ struct Checker {
 
 impl Checker {
     fn err(&mut self, path: &str, msg: impl Into<String>) {
-        self.out.push(Finding { level: Level::Error, document: self.doc, path: path.into(), message: msg.into() });
+        self.out.push(Finding {
+            level: Level::Error,
+            document: self.doc,
+            path: path.into(),
+            message: msg.into(),
+        });
     }
     fn warn(&mut self, path: &str, msg: impl Into<String>) {
-        self.out.push(Finding { level: Level::Warning, document: self.doc, path: path.into(), message: msg.into() });
+        self.out.push(Finding {
+            level: Level::Warning,
+            document: self.doc,
+            path: path.into(),
+            message: msg.into(),
+        });
     }
 }
 
@@ -86,7 +139,9 @@ fn get<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
 }
 
 fn text<'a>(v: &'a Value, path: &str) -> Option<&'a str> {
-    get(v, path).and_then(Value::as_str).filter(|s| !s.is_empty())
+    get(v, path)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 fn truthy(v: &Value, path: &str) -> bool {
@@ -95,8 +150,16 @@ fn truthy(v: &Value, path: &str) -> bool {
 
 /// Validates the documents of one machine config for `mode`. `talos_minor` (e.g. 12) enables
 /// the per-version kind check when known. With `strict`, warnings become errors.
-pub fn validate(docs: &[Value], mode: Mode, talos_minor: Option<u64>, strict: bool) -> Vec<Finding> {
-    let mut c = Checker { out: Vec::new(), doc: 0 };
+pub fn validate(
+    docs: &[Value],
+    mode: Mode,
+    talos_minor: Option<u64>,
+    strict: bool,
+) -> Vec<Finding> {
+    let mut c = Checker {
+        out: Vec::new(),
+        doc: 0,
+    };
     let mut ids: Vec<DocumentId> = Vec::new();
     let mut v1: Option<(usize, &Value)> = None;
     for (i, d) in docs.iter().enumerate() {
@@ -108,7 +171,10 @@ pub fn validate(docs: &[Value], mode: Mode, talos_minor: Option<u64>, strict: bo
         let id = DocumentId::of(d);
         if id.is_v1alpha1() {
             if v1.is_some() {
-                c.err("", "a second v1alpha1 document; a machine config has exactly one");
+                c.err(
+                    "",
+                    "a second v1alpha1 document; a machine config has exactly one",
+                );
             } else {
                 v1 = Some((i, d));
             }
@@ -123,7 +189,10 @@ pub fn validate(docs: &[Value], mode: Mode, talos_minor: Option<u64>, strict: bo
     match v1 {
         None => {
             c.doc = 0;
-            c.err("", "no v1alpha1 document (with `version: v1alpha1`, `machine:` and `cluster:`)");
+            c.err(
+                "",
+                "no v1alpha1 document (with `version: v1alpha1`, `machine:` and `cluster:`)",
+            );
         }
         Some((i, v)) => {
             c.doc = i;
@@ -141,7 +210,13 @@ pub fn validate(docs: &[Value], mode: Mode, talos_minor: Option<u64>, strict: bo
 fn v1alpha1(c: &mut Checker, v: &Value, mode: Mode, docs: &[Value]) {
     match text(v, "version") {
         Some("v1alpha1") => {}
-        other => c.err("version", format!("`version` must be v1alpha1, found {}", other.unwrap_or("nothing"))),
+        other => c.err(
+            "version",
+            format!(
+                "`version` must be v1alpha1, found {}",
+                other.unwrap_or("nothing")
+            ),
+        ),
     }
     if get(v, "persist").and_then(Value::as_bool) == Some(false) {
         c.err("persist", "`persist` must be true");
@@ -155,15 +230,25 @@ fn v1alpha1(c: &mut Checker, v: &Value, mode: Mode, docs: &[Value]) {
         "controlplane" | "init" => true,
         "worker" => false,
         "join" => {
-            c.warn("machine.type", "machine type `join` is the legacy name of `worker`");
+            c.warn(
+                "machine.type",
+                "machine type `join` is the legacy name of `worker`",
+            );
             false
         }
         other => {
-            c.err("machine.type", format!("unknown machine type `{other}`; expected controlplane or worker"));
+            c.err(
+                "machine.type",
+                format!("unknown machine type `{other}`; expected controlplane or worker"),
+            );
             false
         }
     };
-    if text(m, "ca.crt").is_none() && get(m, "acceptedCAs").and_then(Value::as_array).is_none_or(Vec::is_empty) {
+    if text(m, "ca.crt").is_none()
+        && get(m, "acceptedCAs")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty)
+    {
         c.err("machine.ca", "`machine.ca` is required (the Talos API CA)");
     }
     let has_key = |path: &str| text(v, path).is_some();
@@ -178,15 +263,24 @@ fn v1alpha1(c: &mut Checker, v: &Value, mode: Mode, docs: &[Value]) {
             ("cluster.aggregatorCA.key", "the aggregator CA key"),
             ("cluster.serviceAccount.key", "the service-account key"),
             ("cluster.etcd.ca.key", "the etcd CA key"),
-            ("cluster.secretboxEncryptionSecret", "the secrets encryption key"),
-            ("cluster.aescbcEncryptionSecret", "the secrets encryption key"),
+            (
+                "cluster.secretboxEncryptionSecret",
+                "the secrets encryption key",
+            ),
+            (
+                "cluster.aescbcEncryptionSecret",
+                "the secrets encryption key",
+            ),
         ] {
             if has_key(path) {
                 c.err(path, format!("a worker must not carry {what}"));
             }
         }
         if get(v, "cluster.etcd").is_some_and(|e| e.as_object().is_some_and(|o| !o.is_empty())) {
-            c.err("cluster.etcd", "etcd settings belong on control-plane nodes only");
+            c.err(
+                "cluster.etcd",
+                "etcd settings belong on control-plane nodes only",
+            );
         }
     }
 
@@ -194,22 +288,40 @@ fn v1alpha1(c: &mut Checker, v: &Value, mode: Mode, docs: &[Value]) {
     let install = get(m, "install");
     if mode == Mode::Metal {
         match install {
-            None => c.err("machine.install", "metal nodes need `machine.install` with a disk"),
+            None => c.err(
+                "machine.install",
+                "metal nodes need `machine.install` with a disk",
+            ),
             Some(i) => {
-                if text(i, "disk").is_none() && get(i, "diskSelector").is_none_or(|s| s.as_object().is_none_or(|o| o.is_empty())) {
-                    c.err("machine.install", "metal nodes need `install.disk` or `install.diskSelector`");
+                if text(i, "disk").is_none()
+                    && get(i, "diskSelector")
+                        .is_none_or(|s| s.as_object().is_none_or(|o| o.is_empty()))
+                {
+                    c.err(
+                        "machine.install",
+                        "metal nodes need `install.disk` or `install.diskSelector`",
+                    );
                 }
             }
         }
     }
     if let Some(i) = install {
-        let args = get(i, "extraKernelArgs").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+        let args = get(i, "extraKernelArgs")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty());
         if args && truthy(i, "grubUseUKICmdline") {
             c.err("machine.install.extraKernelArgs", "`install.extraKernelArgs` and `install.grubUseUKICmdline: true` are mutually exclusive; put kernel arguments in the image (schematic) or set grubUseUKICmdline to false");
         }
     }
-    if mode == Mode::Container && !(truthy(m, "features.hostDNS.enabled") && truthy(m, "features.hostDNS.forwardKubeDNSToHost")) {
-        let via_doc = docs.iter().any(|d| text(d, "kind") == Some("ResolverConfig") && truthy(d, "hostDNS.enabled") && truthy(d, "hostDNS.forwardKubeDNSToHost"));
+    if mode == Mode::Container
+        && !(truthy(m, "features.hostDNS.enabled")
+            && truthy(m, "features.hostDNS.forwardKubeDNSToHost"))
+    {
+        let via_doc = docs.iter().any(|d| {
+            text(d, "kind") == Some("ResolverConfig")
+                && truthy(d, "hostDNS.enabled")
+                && truthy(d, "hostDNS.forwardKubeDNSToHost")
+        });
         if !via_doc {
             c.err("machine.features.hostDNS", "container mode needs `features.hostDNS.enabled: true` and `forwardKubeDNSToHost: true`");
         }
@@ -217,30 +329,68 @@ fn v1alpha1(c: &mut Checker, v: &Value, mode: Mode, docs: &[Value]) {
 
     // VIPs only on control-plane nodes.
     if !control_plane {
-        if docs.iter().any(|d| text(d, "kind") == Some("Layer2VIPConfig") || text(d, "kind") == Some("HCloudVIPConfig")) {
-            c.err("machine.type", "a VIP (Layer2VIPConfig) is only allowed on control-plane nodes");
+        if docs.iter().any(|d| {
+            text(d, "kind") == Some("Layer2VIPConfig") || text(d, "kind") == Some("HCloudVIPConfig")
+        }) {
+            c.err(
+                "machine.type",
+                "a VIP (Layer2VIPConfig) is only allowed on control-plane nodes",
+            );
         }
-        for (i, dev) in get(m, "network.interfaces").and_then(Value::as_array).into_iter().flatten().enumerate() {
-            if get(dev, "vip").is_some() || get(dev, "vlans").and_then(Value::as_array).into_iter().flatten().any(|vl| get(vl, "vip").is_some()) {
-                c.err(&format!("machine.network.interfaces[{i}].vip"), "a VIP is only allowed on control-plane nodes");
+        for (i, dev) in get(m, "network.interfaces")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            if get(dev, "vip").is_some()
+                || get(dev, "vlans")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .any(|vl| get(vl, "vip").is_some())
+            {
+                c.err(
+                    &format!("machine.network.interfaces[{i}].vip"),
+                    "a VIP is only allowed on control-plane nodes",
+                );
             }
         }
     }
 
     // Labels and taints.
-    for (key, what) in [("nodeLabels", "label"), ("nodeAnnotations", "annotation"), ("nodeTaints", "taint")] {
+    for (key, what) in [
+        ("nodeLabels", "label"),
+        ("nodeAnnotations", "annotation"),
+        ("nodeTaints", "taint"),
+    ] {
         for (k, val) in get(m, key).and_then(Value::as_object).into_iter().flatten() {
             if !qualified_name(k) {
-                c.err(&format!("machine.{key}.{k}"), format!("`{k}` is not a valid {what} key"));
+                c.err(
+                    &format!("machine.{key}.{k}"),
+                    format!("`{k}` is not a valid {what} key"),
+                );
             }
             if key == "nodeLabels" && !val.as_str().is_some_and(label_value) {
-                c.err(&format!("machine.{key}.{k}"), format!("`{}` is not a valid label value", val.as_str().unwrap_or("?")));
+                c.err(
+                    &format!("machine.{key}.{k}"),
+                    format!(
+                        "`{}` is not a valid label value",
+                        val.as_str().unwrap_or("?")
+                    ),
+                );
             }
             if key == "nodeTaints" {
-                let effect = val.as_str().and_then(|s| s.rsplit_once(':')).map(|(_, e)| e);
+                let effect = val
+                    .as_str()
+                    .and_then(|s| s.rsplit_once(':'))
+                    .map(|(_, e)| e);
                 if let Some(e) = effect {
                     if !matches!(e, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
-                        c.err(&format!("machine.{key}.{k}"), format!("unknown taint effect `{e}`"));
+                        c.err(
+                            &format!("machine.{key}.{k}"),
+                            format!("unknown taint effect `{e}`"),
+                        );
                     }
                 }
             }
@@ -253,60 +403,135 @@ fn v1alpha1(c: &mut Checker, v: &Value, mode: Mode, docs: &[Value]) {
         return;
     };
     match text(cl, "controlPlane.endpoint") {
-        None => c.err("cluster.controlPlane.endpoint", "`cluster.controlPlane.endpoint` is required"),
+        None => c.err(
+            "cluster.controlPlane.endpoint",
+            "`cluster.controlPlane.endpoint` is required",
+        ),
         Some(e) => {
             if let Err((msg, _)) = kforge_spec::validate::parse_endpoint(e) {
-                c.err("cluster.controlPlane.endpoint", format!("invalid endpoint `{e}`: {msg}"));
+                c.err(
+                    "cluster.controlPlane.endpoint",
+                    format!("invalid endpoint `{e}`: {msg}"),
+                );
             }
         }
     }
     if let Some(d) = text(cl, "network.dnsDomain") {
         if !kforge_spec::validate::is_dns_name(d) {
-            c.err("cluster.network.dnsDomain", format!("`{d}` is not a valid DNS domain"));
+            c.err(
+                "cluster.network.dnsDomain",
+                format!("`{d}` is not a valid DNS domain"),
+            );
         }
     }
     if let Some(cni) = get(cl, "network.cni") {
         let name = text(cni, "name").unwrap_or("flannel");
-        let urls = get(cni, "urls").and_then(Value::as_array).is_some_and(|u| !u.is_empty());
+        let urls = get(cni, "urls")
+            .and_then(Value::as_array)
+            .is_some_and(|u| !u.is_empty());
         match name {
-            "flannel" | "none" if urls => c.err("cluster.network.cni.urls", format!("CNI `{name}` takes no urls")),
+            "flannel" | "none" if urls => c.err(
+                "cluster.network.cni.urls",
+                format!("CNI `{name}` takes no urls"),
+            ),
             "custom" if !urls => c.err("cluster.network.cni.urls", "CNI `custom` needs urls"),
             "flannel" | "none" | "custom" => {}
-            other => c.err("cluster.network.cni.name", format!("unknown CNI `{other}`; expected flannel, custom or none")),
+            other => c.err(
+                "cluster.network.cni.name",
+                format!("unknown CNI `{other}`; expected flannel, custom or none"),
+            ),
         }
     }
     let mut names = HashSet::new();
-    for (i, im) in get(cl, "inlineManifests").and_then(Value::as_array).into_iter().flatten().enumerate() {
+    for (i, im) in get(cl, "inlineManifests")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         match text(im, "name") {
-            None => c.err(&format!("cluster.inlineManifests[{i}].name"), "inline manifest needs a name"),
-            Some(n) if !names.insert(n.to_string()) => c.err(&format!("cluster.inlineManifests[{i}].name"), format!("inline manifest `{n}` is defined twice")),
+            None => c.err(
+                &format!("cluster.inlineManifests[{i}].name"),
+                "inline manifest needs a name",
+            ),
+            Some(n) if !names.insert(n.to_string()) => c.err(
+                &format!("cluster.inlineManifests[{i}].name"),
+                format!("inline manifest `{n}` is defined twice"),
+            ),
             _ => {}
         }
     }
-    if truthy(cl, "discovery.enabled") && (text(cl, "id").is_none() || text(cl, "secret").is_none()) {
-        c.err("cluster.discovery", "cluster discovery needs `cluster.id` and `cluster.secret`");
+    if truthy(cl, "discovery.enabled") && (text(cl, "id").is_none() || text(cl, "secret").is_none())
+    {
+        c.err(
+            "cluster.discovery",
+            "cluster discovery needs `cluster.id` and `cluster.secret`",
+        );
     }
 
     // Legacy fields beside the documents that replace them.
     let has_kind = |k: &str| docs.iter().any(|d| text(d, "kind") == Some(k));
     let conflicts: &[(&str, &str, &str)] = &[
-        ("HostnameConfig", "network.hostname", "static hostname is already set in v1alpha1 config"),
-        ("HostnameConfig", "features.stableHostname", "stable hostname is already set in v1alpha1 config"),
-        ("ResolverConfig", "network.nameservers", "nameservers are already set in v1alpha1 config"),
-        ("ResolverConfig", "network.searchDomains", "search domains are already set in v1alpha1 config"),
-        ("ResolverConfig", "network.disableSearchDomain", "disableSearchDomain is already set in v1alpha1 config"),
-        ("TimeSyncConfig", "time", "time settings are already set in v1alpha1 config"),
-        ("VolumeConfig", "systemDiskEncryption", "system disk encryption is already set in v1alpha1 config"),
-        ("KubeSpanConfig", "network.kubespan", "KubeSpan is already configured in v1alpha1 config"),
-        ("EnvironmentConfig", "env", "environment is already set in v1alpha1 config"),
+        (
+            "HostnameConfig",
+            "network.hostname",
+            "static hostname is already set in v1alpha1 config",
+        ),
+        (
+            "HostnameConfig",
+            "features.stableHostname",
+            "stable hostname is already set in v1alpha1 config",
+        ),
+        (
+            "ResolverConfig",
+            "network.nameservers",
+            "nameservers are already set in v1alpha1 config",
+        ),
+        (
+            "ResolverConfig",
+            "network.searchDomains",
+            "search domains are already set in v1alpha1 config",
+        ),
+        (
+            "ResolverConfig",
+            "network.disableSearchDomain",
+            "disableSearchDomain is already set in v1alpha1 config",
+        ),
+        (
+            "TimeSyncConfig",
+            "time",
+            "time settings are already set in v1alpha1 config",
+        ),
+        (
+            "VolumeConfig",
+            "systemDiskEncryption",
+            "system disk encryption is already set in v1alpha1 config",
+        ),
+        (
+            "KubeSpanConfig",
+            "network.kubespan",
+            "KubeSpan is already configured in v1alpha1 config",
+        ),
+        (
+            "EnvironmentConfig",
+            "env",
+            "environment is already set in v1alpha1 config",
+        ),
     ];
     for (kind, field, msg) in conflicts {
-        if has_kind(kind) && get(m, field).is_some_and(|x| !x.is_null() && x != &Value::Bool(false)) {
-            c.err(&format!("machine.{field}"), format!("{kind}: {msg}; remove `machine.{field}` or the {kind} document"));
+        if has_kind(kind) && get(m, field).is_some_and(|x| !x.is_null() && x != &Value::Bool(false))
+        {
+            c.err(
+                &format!("machine.{field}"),
+                format!("{kind}: {msg}; remove `machine.{field}` or the {kind} document"),
+            );
         }
     }
     if has_kind("LinkConfig") || has_kind("BondConfig") || has_kind("VLANConfig") {
-        if get(m, "network.interfaces").and_then(Value::as_array).is_some_and(|a| !a.is_empty()) {
+        if get(m, "network.interfaces")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+        {
             c.warn("machine.network.interfaces", "legacy `machine.network.interfaces` beside network documents; move them into LinkConfig/BondConfig/VLANConfig documents");
         }
     }
@@ -314,7 +539,10 @@ fn v1alpha1(c: &mut Checker, v: &Value, mode: Mode, docs: &[Value]) {
 
 fn document(c: &mut Checker, d: &Value, id: &DocumentId, talos_minor: Option<u64>) {
     if id.api_version != "v1alpha1" {
-        c.err("apiVersion", format!("unknown apiVersion `{}` for {}", id.api_version, id.kind));
+        c.err(
+            "apiVersion",
+            format!("unknown apiVersion `{}` for {}", id.api_version, id.kind),
+        );
         return;
     }
     match KINDS.iter().find(|(k, _)| *k == id.kind) {
@@ -325,12 +553,21 @@ fn document(c: &mut Checker, d: &Value, id: &DocumentId, talos_minor: Option<u64
         Some((_, since)) => {
             if let Some(minor) = talos_minor {
                 if minor < *since {
-                    c.err("kind", format!("{} needs Talos ≥ 1.{since}; this config targets Talos 1.{minor}", id.kind));
+                    c.err(
+                        "kind",
+                        format!(
+                            "{} needs Talos ≥ 1.{since}; this config targets Talos 1.{minor}",
+                            id.kind
+                        ),
+                    );
                 }
             }
         }
     }
-    if !UNNAMED_KINDS.contains(&id.kind.as_str()) && id.name.as_deref().is_none_or(str::is_empty) && id.kind != "VolumeConfig" {
+    if !UNNAMED_KINDS.contains(&id.kind.as_str())
+        && id.name.as_deref().is_none_or(str::is_empty)
+        && id.kind != "VolumeConfig"
+    {
         c.err("name", format!("{} needs a `name`", id.kind));
     }
     let need = |c: &mut Checker, field: &str| {
@@ -350,8 +587,18 @@ fn document(c: &mut Checker, d: &Value, id: &DocumentId, talos_minor: Option<u64
         "BridgeConfig" => need(c, "links"),
         "WireguardConfig" => need(c, "privateKey"),
         "Layer2VIPConfig" => {
-            if id.name.as_deref().is_some_and(|n| n.parse::<IpAddr>().is_err()) {
-                c.err("name", format!("Layer2VIPConfig name must be the VIP address, found `{}`", id.name.as_deref().unwrap_or("")));
+            if id
+                .name
+                .as_deref()
+                .is_some_and(|n| n.parse::<IpAddr>().is_err())
+            {
+                c.err(
+                    "name",
+                    format!(
+                        "Layer2VIPConfig name must be the VIP address, found `{}`",
+                        id.name.as_deref().unwrap_or("")
+                    ),
+                );
             }
             need(c, "link");
         }
@@ -359,7 +606,10 @@ fn document(c: &mut Checker, d: &Value, id: &DocumentId, talos_minor: Option<u64
             let auto = text(d, "auto");
             if let Some(a) = auto {
                 if !matches!(a, "stable" | "off") {
-                    c.err("auto", format!("HostnameConfig `auto` must be stable or off, found `{a}`"));
+                    c.err(
+                        "auto",
+                        format!("HostnameConfig `auto` must be stable or off, found `{a}`"),
+                    );
                 }
             }
             if auto == Some("stable") && text(d, "hostname").is_some() {
@@ -367,7 +617,11 @@ fn document(c: &mut Checker, d: &Value, id: &DocumentId, talos_minor: Option<u64
             }
         }
         "StaticHostConfig" => {
-            if id.name.as_deref().is_some_and(|n| n.parse::<IpAddr>().is_err()) {
+            if id
+                .name
+                .as_deref()
+                .is_some_and(|n| n.parse::<IpAddr>().is_err())
+            {
                 c.err("name", "StaticHostConfig name must be an IP address");
             }
         }
@@ -386,7 +640,8 @@ fn qualified_name(s: &str) -> bool {
 fn label_value(s: &str) -> bool {
     s.is_empty()
         || (s.len() <= 63
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
             && s.starts_with(|c: char| c.is_ascii_alphanumeric())
             && s.ends_with(|c: char| c.is_ascii_alphanumeric()))
 }
@@ -406,7 +661,9 @@ mod tests {
     }
 
     fn msgs(f: &[Finding]) -> Vec<String> {
-        f.iter().map(|x| format!("{}:{} {}", x.document, x.path, x.message)).collect()
+        f.iter()
+            .map(|x| format!("{}:{} {}", x.document, x.path, x.message))
+            .collect()
     }
 
     #[test]
@@ -429,12 +686,30 @@ mod tests {
             json!({"apiVersion": "v1alpha1", "kind": "KubeSpanConfig"}),
         ];
         let m = msgs(&validate(&docs, Mode::Metal, Some(12), false));
-        assert!(m.iter().any(|x| x.contains("must not carry the OS CA key")), "{m:#?}");
+        assert!(
+            m.iter().any(|x| x.contains("must not carry the OS CA key")),
+            "{m:#?}"
+        );
         assert!(m.iter().any(|x| x.contains("install.disk")), "{m:#?}");
-        assert!(m.iter().any(|x| x.contains("static hostname is already set")), "{m:#?}");
-        assert!(m.iter().any(|x| x.contains("only allowed on control-plane")), "{m:#?}");
-        assert!(m.iter().any(|x| x.starts_with("3:kind duplicate document")), "{m:#?}");
-        assert!(m.iter().any(|x| x.contains("KubeSpanConfig needs Talos ≥ 1.13")), "{m:#?}");
+        assert!(
+            m.iter()
+                .any(|x| x.contains("static hostname is already set")),
+            "{m:#?}"
+        );
+        assert!(
+            m.iter()
+                .any(|x| x.contains("only allowed on control-plane")),
+            "{m:#?}"
+        );
+        assert!(
+            m.iter().any(|x| x.starts_with("3:kind duplicate document")),
+            "{m:#?}"
+        );
+        assert!(
+            m.iter()
+                .any(|x| x.contains("KubeSpanConfig needs Talos ≥ 1.13")),
+            "{m:#?}"
+        );
     }
 
     #[test]
@@ -442,6 +717,9 @@ mod tests {
         let mut cp = base("controlplane");
         cp["machine"]["features"] = json!({});
         let m = msgs(&validate(&[cp], Mode::Container, None, false));
-        assert!(m.iter().any(|x| x.contains("container mode needs")), "{m:#?}");
+        assert!(
+            m.iter().any(|x| x.contains("container mode needs")),
+            "{m:#?}"
+        );
     }
 }

@@ -50,12 +50,19 @@ impl RenderedNode {
 
     /// The config as multi-document YAML (2-space indent, as talhelper writes it).
     pub fn to_yaml(&self) -> SecretString {
-        SecretString::from(kforge_yaml::to_string_multi(&self.docs, EmitOptions { indent: 2 }))
+        SecretString::from(kforge_yaml::to_string_multi(
+            &self.docs,
+            EmitOptions { indent: 2 },
+        ))
     }
 }
 
 /// Renders every node; all problems of all nodes are returned together.
-pub fn render_cluster(cluster: &Cluster, secrets: &ClusterSecrets, reader: &dyn SourceReader) -> Result<Vec<RenderedNode>, Vec<Diagnostic>> {
+pub fn render_cluster(
+    cluster: &Cluster,
+    secrets: &ClusterSecrets,
+    reader: &dyn SourceReader,
+) -> Result<Vec<RenderedNode>, Vec<Diagnostic>> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for node in &cluster.nodes {
@@ -64,16 +71,29 @@ pub fn render_cluster(cluster: &Cluster, secrets: &ClusterSecrets, reader: &dyn 
             Err(mut e) => errors.append(&mut e),
         }
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 /// The Talos version the cluster targets and its contract.
 pub fn cluster_contract(cluster: &Cluster) -> Result<(String, Gates), Diagnostic> {
-    let raw = cluster.file.talos_version.as_deref().unwrap_or(versions::DEFAULT_TALOS_VERSION);
+    let raw = cluster
+        .file
+        .talos_version
+        .as_deref()
+        .unwrap_or(versions::DEFAULT_TALOS_VERSION);
     let loc = cluster.source.locate(&Path::root().key("talosVersion"));
-    let v = Version::parse(raw).ok_or_else(|| Diagnostic::error("version", format!("`{raw}` is not a Talos version")).at(loc.clone()))?;
+    let v = Version::parse(raw).ok_or_else(|| {
+        Diagnostic::error("version", format!("`{raw}` is not a Talos version")).at(loc.clone())
+    })?;
     let c = versions::contract_for(&v).map_err(|m| Diagnostic::error("version", m).at(loc))?;
-    Ok((format!("v{}", raw.trim().trim_start_matches('v')), Gates::new(*c)))
+    Ok((
+        format!("v{}", raw.trim().trim_start_matches('v')),
+        Gates::new(*c),
+    ))
 }
 
 struct Ctx<'a> {
@@ -99,10 +119,18 @@ impl Ctx<'_> {
     /// Reads an `@file` reference (SOPS-transparent through the reader) and substitutes
     /// environment variables unless told not to.
     fn read_ref(&mut self, value: &str, path: &Path, substitute_env: bool) -> Option<String> {
-        let Some(file) = self.cluster.file_ref(value) else { return Some(value.to_string()) };
+        let Some(file) = self.cluster.file_ref(value) else {
+            return Some(value.to_string());
+        };
         match self.reader.read(&file) {
             Err(why) => {
-                self.errors.push(Diagnostic::error("missing-file", format!("cannot read `{}`: {why}", file.display())).at(self.at(path)));
+                self.errors.push(
+                    Diagnostic::error(
+                        "missing-file",
+                        format!("cannot read `{}`: {why}", file.display()),
+                    )
+                    .at(self.at(path)),
+                );
                 None
             }
             Ok(text) if substitute_env => match substitute(&text, &file, &self.cluster.env) {
@@ -118,10 +146,31 @@ impl Ctx<'_> {
 }
 
 /// Renders one node.
-pub fn render_node(cluster: &Cluster, node: &ResolvedNode, secrets: &ClusterSecrets, reader: &dyn SourceReader) -> Result<RenderedNode, Vec<Diagnostic>> {
+pub fn render_node(
+    cluster: &Cluster,
+    node: &ResolvedNode,
+    secrets: &ClusterSecrets,
+    reader: &dyn SourceReader,
+) -> Result<RenderedNode, Vec<Diagnostic>> {
     let (talos_version, gates) = cluster_contract(cluster).map_err(|d| vec![d])?;
-    let k8s = cluster.file.kubernetes_version.as_deref().unwrap_or("").trim().trim_start_matches('v').to_string();
-    let mut cx = Ctx { cluster, node, reader, gates, talos_version, k8s, errors: Vec::new(), warnings: Vec::new() };
+    let k8s = cluster
+        .file
+        .kubernetes_version
+        .as_deref()
+        .unwrap_or("")
+        .trim()
+        .trim_start_matches('v')
+        .to_string();
+    let mut cx = Ctx {
+        cluster,
+        node,
+        reader,
+        gates,
+        talos_version,
+        k8s,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
 
     let profiles = match profile::apply_all(cluster, node, gates) {
         Ok(p) => p,
@@ -132,10 +181,19 @@ pub fn render_node(cluster: &Cluster, node: &ResolvedNode, secrets: &ClusterSecr
             Vec::new()
         }
     };
-    let profile_kernel_args: Vec<String> = profiles.iter().flat_map(|p| p.kernel_args.iter().cloned()).collect();
+    let profile_kernel_args: Vec<String> = profiles
+        .iter()
+        .flat_map(|p| p.kernel_args.iter().cloned())
+        .collect();
 
     let (installer_image, install_kernel_args, grub_uki) = installer(&mut cx, &profile_kernel_args);
-    let mut v1 = base_config(&cx, secrets, &installer_image, &install_kernel_args, grub_uki);
+    let mut v1 = base_config(
+        &cx,
+        secrets,
+        &installer_image,
+        &install_kernel_args,
+        grub_uki,
+    );
     node_overrides(&mut cx, &mut v1);
     for p in &profiles {
         apply_profile(&mut v1, p);
@@ -157,17 +215,36 @@ pub fn render_node(cluster: &Cluster, node: &ResolvedNode, secrets: &ClusterSecr
         Ok(d) => d,
         Err(e) => {
             let label = e.label().to_string();
-            let loc = patches.iter().position(|p| p.label() == label).and_then(|i| patch_location(&cx, i, &e));
-            return Err(vec![Diagnostic::error("patch", format!("a patch does not apply to node `{}`", node.hostname))
+            let loc = patches
+                .iter()
+                .position(|p| p.label() == label)
+                .and_then(|i| patch_location(&cx, i, &e));
+            return Err(vec![
+                Diagnostic::error(
+                    "patch",
+                    format!("a patch does not apply to node `{}`", node.hostname),
+                )
                 .at(loc)
                 .note(e.to_string())
-                .help("fix the patch; `kforge validate` reports every problem in the cluster at once")]);
+                .help(
+                    "fix the patch; `kforge validate` reports every problem in the cluster at once",
+                ),
+            ]);
         }
     };
     extra_manifests(&mut cx, &mut docs);
     let notes = legacy::move_to_documents(&mut docs, gates);
+    if let Some(v1) = docs
+        .iter_mut()
+        .find(|d| patch::DocumentId::of(d).is_v1alpha1())
+    {
+        canonical_order(v1);
+    }
     for n in notes {
-        cx.warnings.push(Diagnostic::warning("legacy-field", format!("node `{}`: {n}", node.hostname)));
+        cx.warnings.push(Diagnostic::warning(
+            "legacy-field",
+            format!("node `{}`: {n}", node.hostname),
+        ));
     }
     let filename = filename(&mut cx);
     if !cx.errors.is_empty() {
@@ -182,8 +259,14 @@ pub fn render_node(cluster: &Cluster, node: &ResolvedNode, secrets: &ClusterSecr
         filename,
         installer_image,
         docs,
-        manifests: profiles.iter().flat_map(|p| p.manifests.iter().cloned()).collect(),
-        expectations: profiles.iter().flat_map(|p| p.expectations.iter().cloned()).collect(),
+        manifests: profiles
+            .iter()
+            .flat_map(|p| p.manifests.iter().cloned())
+            .collect(),
+        expectations: profiles
+            .iter()
+            .flat_map(|p| p.expectations.iter().cloned())
+            .collect(),
         diagnostics: cx.warnings,
     })
 }
@@ -197,7 +280,11 @@ fn installer(cx: &mut Ctx<'_>, profile_args: &[String]) -> (String, Vec<String>,
     let secureboot = spec.secureboot.unwrap_or(false);
     let use_uki = spec.use_uki.unwrap_or(false);
     let mut schematic = cfg.schematic.clone().unwrap_or_default();
-    let schematic_args: Vec<String> = schematic.customization.as_ref().and_then(|c| c.extra_kernel_args.clone()).unwrap_or_default();
+    let schematic_args: Vec<String> = schematic
+        .customization
+        .as_ref()
+        .and_then(|c| c.extra_kernel_args.clone())
+        .unwrap_or_default();
     let grub_default = cx.gates.grub_use_uki_cmdline();
 
     if let Some(url) = &cfg.talos_image_url {
@@ -240,10 +327,21 @@ fn installer(cx: &mut Ctx<'_>, profile_args: &[String]) -> (String, Vec<String>,
         install_args.extend(profile_args.iter().cloned());
     }
     let factory = Factory {
-        registry_url: cx.cluster.file.image_factory.as_ref().and_then(|f| f.registry_url.clone()).unwrap_or_else(|| Factory::default().registry_url),
+        registry_url: cx
+            .cluster
+            .file
+            .image_factory
+            .as_ref()
+            .and_then(|f| f.registry_url.clone())
+            .unwrap_or_else(|| Factory::default().registry_url),
     };
     let id = schematic::id(&schematic);
-    let custom = cx.cluster.file.image_factory.as_ref().and_then(|f| f.installer_url_tmpl.clone());
+    let custom = cx
+        .cluster
+        .file
+        .image_factory
+        .as_ref()
+        .and_then(|f| f.installer_url_tmpl.clone());
     let image = match custom {
         None => schematic::installer_url(&factory, &mode, secureboot, &id, &cx.talos_version),
         Some(tmpl) => {
@@ -255,7 +353,13 @@ fn installer(cx: &mut Ctx<'_>, profile_args: &[String]) -> (String, Vec<String>,
                 Ok(s) => s,
                 Err(e) => {
                     let at = cx.at(&Path::root().key("imageFactory").key("installerURLTmpl"));
-                    cx.errors.push(Diagnostic::error("template", format!("`installerURLTmpl` cannot be rendered: {e}")).at(at));
+                    cx.errors.push(
+                        Diagnostic::error(
+                            "template",
+                            format!("`installerURLTmpl` cannot be rendered: {e}"),
+                        )
+                        .at(at),
+                    );
                     String::new()
                 }
             }
@@ -273,14 +377,23 @@ fn crt_key(crt: &str, key: Option<&SecretString>) -> Value {
 }
 
 /// The config `talosctl gen config` writes for this node's role and contract.
-fn base_config(cx: &Ctx<'_>, s: &ClusterSecrets, image: &str, kernel_args: &[String], grub_uki: bool) -> Value {
+fn base_config(
+    cx: &Ctx<'_>,
+    s: &ClusterSecrets,
+    image: &str,
+    kernel_args: &[String],
+    grub_uki: bool,
+) -> Value {
     let g = cx.gates;
     let cp = cx.node.control_plane;
     let f = &cx.cluster.file;
     let k8s = &cx.k8s;
 
     let mut machine = Mapping::new();
-    machine.insert("type".into(), Value::from(if cp { "controlplane" } else { "worker" }));
+    machine.insert(
+        "type".into(),
+        Value::from(if cp { "controlplane" } else { "worker" }),
+    );
     machine.insert("token".into(), sec(&s.trustd_token));
     machine.insert("ca".into(), crt_key(&s.os.crt, cp.then_some(&s.os.key)));
     let mut sans: Vec<String> = f.additional_machine_cert_sans.clone().unwrap_or_default();
@@ -291,9 +404,15 @@ fn base_config(cx: &Ctx<'_>, s: &ClusterSecrets, image: &str, kernel_args: &[Str
     }
     machine.insert("certSANs".into(), json!(sans));
     let mut kubelet = Mapping::new();
-    kubelet.insert("image".into(), Value::from(format!("ghcr.io/siderolabs/kubelet:v{k8s}")));
+    kubelet.insert(
+        "image".into(),
+        Value::from(format!("ghcr.io/siderolabs/kubelet:v{k8s}")),
+    );
     if g.kubelet_seccomp_default() {
-        kubelet.insert("defaultRuntimeSeccompProfileEnabled".into(), Value::Bool(true));
+        kubelet.insert(
+            "defaultRuntimeSeccompProfileEnabled".into(),
+            Value::Bool(true),
+        );
     }
     if g.kubelet_manifests_directory_disabled() {
         kubelet.insert("disableManifestsDirectory".into(), Value::Bool(true));
@@ -343,7 +462,10 @@ fn base_config(cx: &Ctx<'_>, s: &ClusterSecrets, image: &str, kernel_args: &[Str
     }
     machine.insert("features".into(), Value::Object(features));
     if cp && g.exclude_from_external_lb_label() {
-        machine.insert("nodeLabels".into(), json!({"node.kubernetes.io/exclude-from-external-load-balancers": ""}));
+        machine.insert(
+            "nodeLabels".into(),
+            json!({"node.kubernetes.io/exclude-from-external-load-balancers": ""}),
+        );
     }
 
     let endpoint = f.endpoint.clone().unwrap_or_default();
@@ -352,7 +474,10 @@ fn base_config(cx: &Ctx<'_>, s: &ClusterSecrets, image: &str, kernel_args: &[Str
     cluster.insert("secret".into(), sec(&s.cluster_secret));
     cluster.insert("controlPlane".into(), json!({"endpoint": endpoint}));
     if cp || g.cluster_name_for_workers() {
-        cluster.insert("clusterName".into(), Value::from(f.cluster_name.clone().unwrap_or_default()));
+        cluster.insert(
+            "clusterName".into(),
+            Value::from(f.cluster_name.clone().unwrap_or_default()),
+        );
     }
     let mut net = Mapping::new();
     if let Some(cni) = &f.cni_config {
@@ -360,9 +485,26 @@ fn base_config(cx: &Ctx<'_>, s: &ClusterSecrets, image: &str, kernel_args: &[Str
             net.insert("cni".into(), strip_nulls(v));
         }
     }
-    net.insert("dnsDomain".into(), Value::from(f.domain.clone().unwrap_or_else(|| "cluster.local".into())));
-    net.insert("podSubnets".into(), json!(f.cluster_pod_nets.clone().unwrap_or_else(|| vec!["10.244.0.0/16".into()])));
-    net.insert("serviceSubnets".into(), json!(f.cluster_svc_nets.clone().unwrap_or_else(|| vec!["10.96.0.0/12".into()])));
+    net.insert(
+        "dnsDomain".into(),
+        Value::from(f.domain.clone().unwrap_or_else(|| "cluster.local".into())),
+    );
+    net.insert(
+        "podSubnets".into(),
+        json!(
+            f.cluster_pod_nets
+                .clone()
+                .unwrap_or_else(|| vec!["10.244.0.0/16".into()])
+        ),
+    );
+    net.insert(
+        "serviceSubnets".into(),
+        json!(
+            f.cluster_svc_nets
+                .clone()
+                .unwrap_or_else(|| vec!["10.96.0.0/12".into()])
+        ),
+    );
     cluster.insert("network".into(), Value::Object(net));
     cluster.insert("token".into(), sec(&s.bootstrap_token));
     if cp {
@@ -381,10 +523,19 @@ fn base_config(cx: &Ctx<'_>, s: &ClusterSecrets, image: &str, kernel_args: &[Str
     }
     cluster.insert("ca".into(), crt_key(&s.k8s.crt, cp.then_some(&s.k8s.key)));
     if cp {
-        cluster.insert("aggregatorCA".into(), crt_key(&s.k8s_aggregator.crt, Some(&s.k8s_aggregator.key)));
-        cluster.insert("serviceAccount".into(), json!({"key": s.k8s_service_account_key.expose()}));
+        cluster.insert(
+            "aggregatorCA".into(),
+            crt_key(&s.k8s_aggregator.crt, Some(&s.k8s_aggregator.key)),
+        );
+        cluster.insert(
+            "serviceAccount".into(),
+            json!({"key": s.k8s_service_account_key.expose()}),
+        );
         let mut api = Mapping::new();
-        api.insert("image".into(), Value::from(format!("registry.k8s.io/kube-apiserver:v{k8s}")));
+        api.insert(
+            "image".into(),
+            Value::from(format!("registry.k8s.io/kube-apiserver:v{k8s}")),
+        );
         let mut api_sans: Vec<String> = Vec::new();
         if g.cluster_sans_from_endpoint() {
             if let Ok((host, _)) = kforge_spec::validate::parse_endpoint(&endpoint) {
@@ -422,9 +573,18 @@ fn base_config(cx: &Ctx<'_>, s: &ClusterSecrets, image: &str, kernel_args: &[Str
             api.insert("auditPolicy".into(), json!({"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "rules": [{"level": "Metadata"}]}));
         }
         cluster.insert("apiServer".into(), Value::Object(api));
-        cluster.insert("controllerManager".into(), json!({"image": format!("registry.k8s.io/kube-controller-manager:v{k8s}")}));
-        cluster.insert("proxy".into(), json!({"image": format!("registry.k8s.io/kube-proxy:v{k8s}")}));
-        cluster.insert("scheduler".into(), json!({"image": format!("registry.k8s.io/kube-scheduler:v{k8s}")}));
+        cluster.insert(
+            "controllerManager".into(),
+            json!({"image": format!("registry.k8s.io/kube-controller-manager:v{k8s}")}),
+        );
+        cluster.insert(
+            "proxy".into(),
+            json!({"image": format!("registry.k8s.io/kube-proxy:v{k8s}")}),
+        );
+        cluster.insert(
+            "scheduler".into(),
+            json!({"image": format!("registry.k8s.io/kube-scheduler:v{k8s}")}),
+        );
     }
     let mut discovery = Mapping::new();
     discovery.insert("enabled".into(), Value::Bool(true));
@@ -436,10 +596,15 @@ fn base_config(cx: &Ctx<'_>, s: &ClusterSecrets, image: &str, kernel_args: &[Str
     discovery.insert("registries".into(), Value::Object(registries));
     cluster.insert("discovery".into(), Value::Object(discovery));
     if cp {
-        cluster.insert("etcd".into(), json!({"ca": crt_key(&s.etcd.crt, Some(&s.etcd.key))}));
+        cluster.insert(
+            "etcd".into(),
+            json!({"ca": crt_key(&s.etcd.crt, Some(&s.etcd.key))}),
+        );
         cluster.insert("extraManifests".into(), json!([]));
         cluster.insert("inlineManifests".into(), json!([]));
-        if f.allow_scheduling_on_masters == Some(true) || f.allow_scheduling_on_control_planes == Some(true) {
+        if f.allow_scheduling_on_masters == Some(true)
+            || f.allow_scheduling_on_control_planes == Some(true)
+        {
             cluster.insert("allowSchedulingOnControlPlanes".into(), Value::Bool(true));
         }
     }
@@ -456,7 +621,12 @@ fn base_config(cx: &Ctx<'_>, s: &ClusterSecrets, image: &str, kernel_args: &[Str
 /// Removes null members so optional fields that were not set are not written.
 fn strip_nulls(v: Value) -> Value {
     match v {
-        Value::Object(m) => Value::Object(m.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, strip_nulls(v))).collect()),
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, strip_nulls(v)))
+                .collect(),
+        ),
         Value::Array(a) => Value::Array(a.into_iter().map(strip_nulls).collect()),
         other => other,
     }
@@ -490,17 +660,98 @@ fn section<'a>(v: &'a mut Value, path: &[&str]) -> &'a mut Mapping {
 
 /// Go struct field order of the v1alpha1 `machine` section.
 const MACHINE_ORDER: &[&str] = &[
-    "type", "token", "ca", "acceptedCAs", "certSANs", "controlPlane", "kubelet", "pods", "network", "disks", "install", "files", "env",
-    "time", "sysctls", "sysfs", "registries", "systemDiskEncryption", "features", "udev", "logging", "kernel", "seccompProfiles",
-    "baseRuntimeSpecOverrides", "nodeLabels", "nodeAnnotations", "nodeTaints",
+    "type",
+    "token",
+    "ca",
+    "acceptedCAs",
+    "certSANs",
+    "controlPlane",
+    "kubelet",
+    "pods",
+    "network",
+    "disks",
+    "install",
+    "files",
+    "env",
+    "time",
+    "sysctls",
+    "sysfs",
+    "registries",
+    "systemDiskEncryption",
+    "features",
+    "udev",
+    "logging",
+    "kernel",
+    "seccompProfiles",
+    "baseRuntimeSpecOverrides",
+    "nodeLabels",
+    "nodeAnnotations",
+    "nodeTaints",
 ];
+
+/// Go struct field order of the v1alpha1 `cluster` section.
+const CLUSTER_ORDER: &[&str] = &[
+    "id",
+    "secret",
+    "controlPlane",
+    "clusterName",
+    "network",
+    "token",
+    "aescbcEncryptionSecret",
+    "secretboxEncryptionSecret",
+    "ca",
+    "acceptedCAs",
+    "aggregatorCA",
+    "serviceAccount",
+    "apiServer",
+    "controllerManager",
+    "proxy",
+    "scheduler",
+    "discovery",
+    "etcd",
+    "coreDNS",
+    "externalCloudProvider",
+    "extraManifests",
+    "extraManifestHeaders",
+    "inlineManifests",
+    "adminKubeconfig",
+    "allowSchedulingOnMasters",
+    "allowSchedulingOnControlPlanes",
+];
+
+/// Puts the v1alpha1 document's top-level, `machine` and `cluster` keys in Go struct order,
+/// as talhelper's final re-encode does; keys Talos does not know stay last, in their order.
+fn canonical_order(v1: &mut Value) {
+    let sort = |m: &mut Mapping, order: &[&str]| {
+        let mut entries: Vec<(String, Value)> = std::mem::take(m).into_iter().collect();
+        entries.sort_by_key(|(k, _)| order.iter().position(|x| x == k).unwrap_or(usize::MAX));
+        m.extend(entries);
+    };
+    if let Value::Object(root) = v1 {
+        sort(root, &["version", "debug", "persist", "machine", "cluster"]);
+        if let Some(Value::Object(m)) = root.get_mut("machine") {
+            sort(m, MACHINE_ORDER);
+        }
+        if let Some(Value::Object(c)) = root.get_mut("cluster") {
+            sort(c, CLUSTER_ORDER);
+        }
+    }
+}
 
 fn insert_ordered(m: &mut Mapping, key: &str, value: Value) {
     let Some(rank) = MACHINE_ORDER.iter().position(|k| *k == key) else {
         m.insert(key.to_string(), value);
         return;
     };
-    let pos = m.keys().position(|k| MACHINE_ORDER.iter().position(|x| x == k).is_some_and(|r| r > rank)).unwrap_or(m.len());
+    let pos = m
+        .keys()
+        .position(|k| {
+            MACHINE_ORDER
+                .iter()
+                .position(|x| x == k)
+                .is_some_and(|r| r > rank)
+        })
+        .unwrap_or(m.len());
     m.shift_insert(pos, key.to_string(), value);
 }
 
@@ -520,7 +771,11 @@ fn node_overrides(cx: &mut Ctx<'_>, v1: &mut Value) {
             section(v1, &["machine", "kernel"]).insert("modules".into(), strip_nulls(val));
         }
     }
-    for (key, map) in [("nodeLabels", &cfg.node_labels), ("nodeAnnotations", &cfg.node_annotations), ("nodeTaints", &cfg.node_taints)] {
+    for (key, map) in [
+        ("nodeLabels", &cfg.node_labels),
+        ("nodeAnnotations", &cfg.node_annotations),
+        ("nodeTaints", &cfg.node_taints),
+    ] {
         if let Some(map) = map.as_ref().filter(|m| !m.is_empty()) {
             let target = section(v1, &["machine", key]);
             for (k, val) in map {
@@ -533,11 +788,23 @@ fn node_overrides(cx: &mut Ctx<'_>, v1: &mut Value) {
         let mut out = Vec::new();
         for (i, mf) in files.iter().enumerate() {
             let content = mf.content.clone().unwrap_or_default();
-            let content = cx.read_ref(&content, &base.index(i).key("content"), !mf.skip_envsubst.unwrap_or(false)).unwrap_or_default();
+            let content = cx
+                .read_ref(
+                    &content,
+                    &base.index(i).key("content"),
+                    !mf.skip_envsubst.unwrap_or(false),
+                )
+                .unwrap_or_default();
             let mut m = Mapping::new();
             m.insert("content".into(), Value::from(content));
-            m.insert("permissions".into(), Value::from(mf.permissions.unwrap_or(0)));
-            m.insert("path".into(), Value::from(mf.path.clone().unwrap_or_default()));
+            m.insert(
+                "permissions".into(),
+                Value::from(mf.permissions.unwrap_or(0)),
+            );
+            m.insert(
+                "path".into(),
+                Value::from(mf.path.clone().unwrap_or_default()),
+            );
             m.insert("op".into(), Value::from(mf.op.clone().unwrap_or_default()));
             out.push(Value::Object(m));
         }
@@ -568,10 +835,25 @@ fn node_overrides(cx: &mut Ctx<'_>, v1: &mut Value) {
     if cx.node.control_plane {
         let mut manifests = Vec::new();
         let base = Path::root().key("inlineManifests");
-        for (i, m) in cx.cluster.file.inline_manifests.clone().iter().flatten().enumerate() {
+        for (i, m) in cx
+            .cluster
+            .file
+            .inline_manifests
+            .clone()
+            .iter()
+            .flatten()
+            .enumerate()
+        {
             let contents = m.contents.clone().unwrap_or_default();
-            let contents = cx.read_ref(&contents, &base.index(i).key("contents"), !m.skip_envsubst.unwrap_or(false)).unwrap_or_default();
-            manifests.push(json!({"name": m.name.clone().unwrap_or_default(), "contents": contents}));
+            let contents = cx
+                .read_ref(
+                    &contents,
+                    &base.index(i).key("contents"),
+                    !m.skip_envsubst.unwrap_or(false),
+                )
+                .unwrap_or_default();
+            manifests
+                .push(json!({"name": m.name.clone().unwrap_or_default(), "contents": contents}));
         }
         if !manifests.is_empty() {
             section(v1, &["cluster"]).insert("inlineManifests".into(), Value::Array(manifests));
@@ -581,7 +863,12 @@ fn node_overrides(cx: &mut Ctx<'_>, v1: &mut Value) {
 
 fn reorder(m: &mut Mapping) {
     let mut entries: Vec<(String, Value)> = std::mem::take(m).into_iter().collect();
-    entries.sort_by_key(|(k, _)| MACHINE_ORDER.iter().position(|x| x == k).unwrap_or(usize::MAX));
+    entries.sort_by_key(|(k, _)| {
+        MACHINE_ORDER
+            .iter()
+            .position(|x| x == k)
+            .unwrap_or(usize::MAX)
+    });
     m.extend(entries);
 }
 
@@ -598,7 +885,10 @@ fn apply_profile(v1: &mut Value, p: &ProfileOutput) {
         let list = kernel.entry("modules").or_insert_with(|| json!([]));
         if let Value::Array(a) = list {
             for m in &p.kernel_modules {
-                if !a.iter().any(|x| x.get("name").and_then(Value::as_str) == Some(m)) {
+                if !a
+                    .iter()
+                    .any(|x| x.get("name").and_then(Value::as_str) == Some(m))
+                {
                     a.push(json!({"name": m}));
                 }
             }
@@ -614,7 +904,9 @@ fn apply_profile(v1: &mut Value, p: &ProfileOutput) {
     if !p.node_labels.is_empty() {
         let labels = section(v1, &["machine", "nodeLabels"]);
         for (k, val) in &p.node_labels {
-            labels.entry(k.clone()).or_insert_with(|| Value::from(val.as_str()));
+            labels
+                .entry(k.clone())
+                .or_insert_with(|| Value::from(val.as_str()));
         }
         reorder(section(v1, &["machine"]));
     }
@@ -623,14 +915,24 @@ fn apply_profile(v1: &mut Value, p: &ProfileOutput) {
 fn render_label_templates(cx: &mut Ctx<'_>, v1: &mut Value) {
     let data = v1.clone();
     for key in ["nodeLabels", "nodeAnnotations"] {
-        let Some(Value::Object(map)) = v1.get_mut("machine").and_then(|m| m.get_mut(key)) else { continue };
+        let Some(Value::Object(map)) = v1.get_mut("machine").and_then(|m| m.get_mut(key)) else {
+            continue;
+        };
         for (k, val) in map.iter_mut() {
-            let Some(text) = val.as_str().filter(|t| t.contains("{{")) else { continue };
+            let Some(text) = val.as_str().filter(|t| t.contains("{{")) else {
+                continue;
+            };
             match template::render(text, &data) {
                 Ok(s) => *val = Value::from(s.trim().to_string()),
                 Err(e) => {
                     let at = cx.at(&cx.field(key).key(k.clone()));
-                    cx.errors.push(Diagnostic::error("template", format!("cannot render the template of {key} `{k}`: {e}")).at(at));
+                    cx.errors.push(
+                        Diagnostic::error(
+                            "template",
+                            format!("cannot render the template of {key} `{k}`: {e}"),
+                        )
+                        .at(at),
+                    );
                 }
             }
         }
@@ -643,10 +945,14 @@ fn multidoc(cx: &mut Ctx<'_>) -> Vec<Value> {
     let g = cx.gates;
     let mut docs = Vec::new();
     if g.multidoc_network() {
-        if let Some(r) = network::resolver(cfg.nameservers.as_deref().unwrap_or_default(), cfg.disable_search_domain == Some(true)) {
+        if let Some(r) = network::resolver(
+            cfg.nameservers.as_deref().unwrap_or_default(),
+            cfg.disable_search_domain == Some(true),
+        ) {
             docs.push(r);
         }
-        let name = (!cx.node.ignore_hostname && !cx.node.hostname.is_empty()).then_some(cx.node.hostname.as_str());
+        let name = (!cx.node.ignore_hostname && !cx.node.hostname.is_empty())
+            .then_some(cx.node.hostname.as_str());
         docs.push(network::hostname(name));
     }
     if let Some(fw) = &cfg.ingress_firewall {
@@ -655,7 +961,12 @@ fn multidoc(cx: &mut Ctx<'_>) -> Vec<Value> {
         }
     }
     if let Some(services) = cfg.extension_services.as_ref().filter(|s| !s.is_empty()) {
-        if require(cx, g.extension_service_documents(), "extensionServices", "1.7") {
+        if require(
+            cx,
+            g.extension_service_documents(),
+            "extensionServices",
+            "1.7",
+        ) {
             docs.extend(services.iter().map(extension_doc));
         }
     }
@@ -670,7 +981,9 @@ fn multidoc(cx: &mut Ctx<'_>) -> Vec<Value> {
         }
     }
     if g.multidoc_network() {
-        docs.extend(network::links(cfg.network_interfaces.as_deref().unwrap_or_default()));
+        docs.extend(network::links(
+            cfg.network_interfaces.as_deref().unwrap_or_default(),
+        ));
     }
     docs
 }
@@ -678,7 +991,16 @@ fn multidoc(cx: &mut Ctx<'_>) -> Vec<Value> {
 fn require(cx: &mut Ctx<'_>, ok: bool, key: &str, since: &str) -> bool {
     if !ok {
         let at = cx.at(&cx.field(key));
-        cx.errors.push(Diagnostic::error("contract", format!("`{key}` needs Talos ≥ {since}; this cluster targets Talos {}", cx.talos_version)).at(at));
+        cx.errors.push(
+            Diagnostic::error(
+                "contract",
+                format!(
+                    "`{key}` needs Talos ≥ {since}; this cluster targets Talos {}",
+                    cx.talos_version
+                ),
+            )
+            .at(at),
+        );
     }
     ok
 }
@@ -693,11 +1015,17 @@ fn typed(kind: &str) -> Mapping {
 fn firewall_docs(fw: &IngressFirewall) -> Vec<Value> {
     let mut out = Vec::new();
     let mut d = typed("NetworkDefaultActionConfig");
-    d.insert("ingress".into(), Value::from(fw.default_action.clone().unwrap_or_else(|| "block".into())));
+    d.insert(
+        "ingress".into(),
+        Value::from(fw.default_action.clone().unwrap_or_else(|| "block".into())),
+    );
     out.push(Value::Object(d));
     for r in fw.rules.iter().flatten() {
         let mut m = typed("NetworkRuleConfig");
-        m.insert("name".into(), Value::from(r.name.clone().unwrap_or_default()));
+        m.insert(
+            "name".into(),
+            Value::from(r.name.clone().unwrap_or_default()),
+        );
         if let Some(ps) = &r.port_selector {
             if let Ok(v) = serde_json::to_value(ps) {
                 m.insert("portSelector".into(), strip_nulls(v));
@@ -715,7 +1043,10 @@ fn firewall_docs(fw: &IngressFirewall) -> Vec<Value> {
 
 fn extension_doc(s: &ExtensionService) -> Value {
     let mut m = typed("ExtensionServiceConfig");
-    m.insert("name".into(), Value::from(s.name.clone().unwrap_or_default()));
+    m.insert(
+        "name".into(),
+        Value::from(s.name.clone().unwrap_or_default()),
+    );
     if let Some(files) = s.config_files.as_ref().filter(|f| !f.is_empty()) {
         if let Ok(v) = serde_json::to_value(files) {
             m.insert("configFiles".into(), strip_nulls(v));
@@ -729,7 +1060,10 @@ fn extension_doc(s: &ExtensionService) -> Value {
 
 fn volume_doc(v: &Volume) -> Value {
     let mut m = typed("VolumeConfig");
-    m.insert("name".into(), Value::from(v.name.clone().unwrap_or_default()));
+    m.insert(
+        "name".into(),
+        Value::from(v.name.clone().unwrap_or_default()),
+    );
     if let Some(p) = &v.provisioning {
         if let Ok(val) = serde_json::to_value(p) {
             m.insert("provisioning".into(), strip_nulls(val));
@@ -745,7 +1079,10 @@ fn volume_doc(v: &Volume) -> Value {
 
 fn user_volume_doc(v: &UserVolume) -> Value {
     let mut m = typed("UserVolumeConfig");
-    m.insert("name".into(), Value::from(v.name.clone().unwrap_or_default()));
+    m.insert(
+        "name".into(),
+        Value::from(v.name.clone().unwrap_or_default()),
+    );
     if let Some(t) = &v.volume_type {
         m.insert("volumeType".into(), Value::from(t.as_str()));
     }
@@ -772,7 +1109,12 @@ fn load_patches(cx: &mut Ctx<'_>, v1: &Value) -> Vec<Patch> {
         .into_iter()
         .enumerate()
         .map(|(i, p)| (p, patch_path(cx, i)))
-        .chain(global.into_iter().enumerate().map(|(i, p)| (p, Path::root().key("patches").index(i))))
+        .chain(
+            global
+                .into_iter()
+                .enumerate()
+                .map(|(i, p)| (p, Path::root().key("patches").index(i))),
+        )
         .collect();
     for (text, path) in entries {
         let (label, body, file) = match cx.cluster.file_ref(&text) {
@@ -780,7 +1122,13 @@ fn load_patches(cx: &mut Ctx<'_>, v1: &Value) -> Vec<Patch> {
                 let raw = match cx.reader.read(&file) {
                     Ok(t) => t,
                     Err(why) => {
-                        cx.errors.push(Diagnostic::error("missing-file", format!("cannot read patch `{}`: {why}", file.display())).at(cx.at(&path)));
+                        cx.errors.push(
+                            Diagnostic::error(
+                                "missing-file",
+                                format!("cannot read patch `{}`: {why}", file.display()),
+                            )
+                            .at(cx.at(&path)),
+                        );
                         continue;
                     }
                 };
@@ -795,7 +1143,9 @@ fn load_patches(cx: &mut Ctx<'_>, v1: &Value) -> Vec<Patch> {
             match template::render(&body, v1) {
                 Ok(r) => r,
                 Err(e) => {
-                    cx.errors.push(Diagnostic::error("template", format!("{label}: {e}")).at(cx.at(&path)));
+                    cx.errors.push(
+                        Diagnostic::error("template", format!("{label}: {e}")).at(cx.at(&path)),
+                    );
                     continue;
                 }
             }
@@ -816,10 +1166,19 @@ fn load_patches(cx: &mut Ctx<'_>, v1: &Value) -> Vec<Patch> {
             Ok(p) => out.push(p),
             Err(e) => {
                 let loc = match (&file, &e) {
-                    (Some(f), patch::PatchError::Invalid { problems, .. }) => problems.first().map(|p| file_location(f, &rendered, p.line, p.column)),
+                    (Some(f), patch::PatchError::Invalid { problems, .. }) => problems
+                        .first()
+                        .map(|p| file_location(f, &rendered, p.line, p.column)),
                     _ => cx.at(&path),
                 };
-                cx.errors.push(Diagnostic::error("patch", format!("invalid patch for node `{}`", cx.node.hostname)).at(loc).note(e.to_string()));
+                cx.errors.push(
+                    Diagnostic::error(
+                        "patch",
+                        format!("invalid patch for node `{}`", cx.node.hostname),
+                    )
+                    .at(loc)
+                    .note(e.to_string()),
+                );
             }
         }
     }
@@ -829,10 +1188,24 @@ fn load_patches(cx: &mut Ctx<'_>, v1: &Value) -> Vec<Patch> {
 /// Where the `i`-th merged node patch was written (group patches come first).
 fn patch_path(cx: &Ctx<'_>, i: usize) -> Path {
     let spec = &cx.cluster.file.nodes.as_deref().unwrap_or_default()[cx.node.index];
-    let group = if cx.node.control_plane { &cx.cluster.file.control_plane } else { &cx.cluster.file.worker };
-    let group_count = if spec.override_patches.unwrap_or(false) { 0 } else { group.as_ref().and_then(|g| g.patches.as_ref()).map_or(0, Vec::len) };
+    let group = if cx.node.control_plane {
+        &cx.cluster.file.control_plane
+    } else {
+        &cx.cluster.file.worker
+    };
+    let group_count = if spec.override_patches.unwrap_or(false) {
+        0
+    } else {
+        group
+            .as_ref()
+            .and_then(|g| g.patches.as_ref())
+            .map_or(0, Vec::len)
+    };
     if i < group_count {
-        Path::root().key(cx.node.group_key()).key("patches").index(i)
+        Path::root()
+            .key(cx.node.group_key())
+            .key("patches")
+            .index(i)
     } else {
         cx.node.path().key("patches").index(i - group_count)
     }
@@ -840,12 +1213,17 @@ fn patch_path(cx: &Ctx<'_>, i: usize) -> Path {
 
 fn patch_location(cx: &Ctx<'_>, index: usize, e: &patch::PatchError) -> Option<Location> {
     let node_count = cx.node.config.patches.as_ref().map_or(0, Vec::len);
-    let path = if index < node_count { patch_path(cx, index) } else { Path::root().key("patches").index(index - node_count) };
+    let path = if index < node_count {
+        patch_path(cx, index)
+    } else {
+        Path::root().key("patches").index(index - node_count)
+    };
     let entry = cx.cluster.source.node(&path)?;
     let text = entry.as_str()?;
     if let Some(file) = cx.cluster.file_ref(text) {
         let (line, col) = match e {
-            patch::PatchError::Apply { line, column, .. } | patch::PatchError::Json6902Operation { line, column, .. } => (*line, *column),
+            patch::PatchError::Apply { line, column, .. }
+            | patch::PatchError::Json6902Operation { line, column, .. } => (*line, *column),
             _ => (1, 1),
         };
         let body = cx.reader.read(&file).unwrap_or_default();
@@ -855,8 +1233,18 @@ fn patch_location(cx: &Ctx<'_>, index: usize, e: &patch::PatchError) -> Option<L
 }
 
 fn file_location(file: &FsPath, text: &str, line: usize, col: usize) -> Location {
-    let line_text = text.lines().nth(line.saturating_sub(1)).unwrap_or("").to_string();
-    Location { file: file.to_path_buf(), line: line.max(1), col: col.max(1), len: 1, line_text }
+    let line_text = text
+        .lines()
+        .nth(line.saturating_sub(1))
+        .unwrap_or("")
+        .to_string();
+    Location {
+        file: file.to_path_buf(),
+        line: line.max(1),
+        col: col.max(1),
+        len: 1,
+        line_text,
+    }
 }
 
 /// Deprecated `extraManifests`: each file's documents are appended to the config.
@@ -868,7 +1256,13 @@ fn extra_manifests(cx: &mut Ctx<'_>, docs: &mut Vec<Value>) {
         let text = match cx.reader.read(&path) {
             Ok(t) => t,
             Err(why) => {
-                cx.errors.push(Diagnostic::error("missing-file", format!("cannot read `{}`: {why}", path.display())).at(cx.at(&base.index(i))));
+                cx.errors.push(
+                    Diagnostic::error(
+                        "missing-file",
+                        format!("cannot read `{}`: {why}", path.display()),
+                    )
+                    .at(cx.at(&base.index(i))),
+                );
                 continue;
             }
         };
@@ -876,7 +1270,10 @@ fn extra_manifests(cx: &mut Ctx<'_>, docs: &mut Vec<Value>) {
             match template::render(&text, &docs[0]) {
                 Ok(t) => t,
                 Err(e) => {
-                    cx.errors.push(Diagnostic::error("template", format!("`{}`: {e}", path.display())).at(cx.at(&base.index(i))));
+                    cx.errors.push(
+                        Diagnostic::error("template", format!("`{}`: {e}", path.display()))
+                            .at(cx.at(&base.index(i))),
+                    );
                     continue;
                 }
             }
@@ -884,8 +1281,19 @@ fn extra_manifests(cx: &mut Ctx<'_>, docs: &mut Vec<Value>) {
             text
         };
         match kforge_yaml::parse_all(&text) {
-            Ok(nodes) => docs.extend(nodes.iter().filter(|n| !n.is_null()).map(kforge_yaml::Node::to_value)),
-            Err(e) => cx.errors.push(Diagnostic::error("yaml", format!("invalid YAML in `{}`: {}", path.display(), e.message)).at(Some(file_location(&path, &text, e.pos.line, e.pos.col)))),
+            Ok(nodes) => docs.extend(
+                nodes
+                    .iter()
+                    .filter(|n| !n.is_null())
+                    .map(kforge_yaml::Node::to_value),
+            ),
+            Err(e) => cx.errors.push(
+                Diagnostic::error(
+                    "yaml",
+                    format!("invalid YAML in `{}`: {}", path.display(), e.message),
+                )
+                .at(Some(file_location(&path, &text, e.pos.line, e.pos.col))),
+            ),
         }
     }
 }
@@ -902,16 +1310,27 @@ fn filename(cx: &mut Ctx<'_>) -> String {
                 "Role": cx.node.role(),
             });
             match template::render_plain(t, &data) {
-                Ok(name) if !name.trim().is_empty() && !name.contains('/') => name.trim().to_string(),
+                Ok(name) if !name.trim().is_empty() && !name.contains('/') => {
+                    name.trim().to_string()
+                }
                 Ok(name) => {
                     cx.errors.push(
-                        Diagnostic::error("template", format!("`filenameTmpl` gives `{name}`, which is not a file name"))
-                            .at(cx.at(&cx.field("filenameTmpl"))),
+                        Diagnostic::error(
+                            "template",
+                            format!("`filenameTmpl` gives `{name}`, which is not a file name"),
+                        )
+                        .at(cx.at(&cx.field("filenameTmpl"))),
                     );
                     String::new()
                 }
                 Err(e) => {
-                    cx.errors.push(Diagnostic::error("template", format!("`filenameTmpl` cannot be rendered: {e}")).at(cx.at(&cx.field("filenameTmpl"))));
+                    cx.errors.push(
+                        Diagnostic::error(
+                            "template",
+                            format!("`filenameTmpl` cannot be rendered: {e}"),
+                        )
+                        .at(cx.at(&cx.field("filenameTmpl"))),
+                    );
                     String::new()
                 }
             }

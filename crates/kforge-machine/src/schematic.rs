@@ -36,20 +36,31 @@ pub fn canonical(s: &Schematic) -> Value {
             .map(|m| {
                 let mut e = Mapping::new();
                 e.insert("key".into(), Value::from(m.key.unwrap_or(0)));
-                e.insert("value".into(), Value::from(m.value.clone().unwrap_or_default()));
+                e.insert(
+                    "value".into(),
+                    Value::from(m.value.clone().unwrap_or_default()),
+                );
                 Value::Object(e)
             })
             .collect();
         if !meta.is_empty() {
             c.insert("meta".into(), Value::Array(meta));
         }
-        let exts = cu.system_extensions.as_ref().and_then(|e| e.official_extensions.as_deref());
+        let exts = cu
+            .system_extensions
+            .as_ref()
+            .and_then(|e| e.official_extensions.as_deref());
         if exts.is_some_and(|e| !e.is_empty()) {
             let mut se = Mapping::new();
             put_list(&mut se, "officialExtensions", exts);
             c.insert("systemExtensions".into(), Value::Object(se));
         }
-        if cu.secureboot.as_ref().and_then(|s| s.include_well_known_certificates) == Some(true) {
+        if cu
+            .secureboot
+            .as_ref()
+            .and_then(|s| s.include_well_known_certificates)
+            == Some(true)
+        {
             let mut sb = Mapping::new();
             sb.insert("includeWellKnownCertificates".into(), Value::Bool(true));
             c.insert("secureboot".into(), Value::Object(sb));
@@ -78,7 +89,10 @@ fn put_str(m: &mut Mapping, k: &str, v: Option<&str>) {
 
 fn put_list(m: &mut Mapping, k: &str, v: Option<&[String]>) {
     if let Some(v) = v.filter(|v| !v.is_empty()) {
-        m.insert(k.into(), Value::Array(v.iter().cloned().map(Value::from).collect()));
+        m.insert(
+            k.into(),
+            Value::Array(v.iter().cloned().map(Value::from).collect()),
+        );
     }
 }
 
@@ -99,13 +113,21 @@ pub struct Factory {
 
 impl Default for Factory {
     fn default() -> Self {
-        Factory { registry_url: "factory.talos.dev".into() }
+        Factory {
+            registry_url: "factory.talos.dev".into(),
+        }
     }
 }
 
 /// The installer image for a schematic with talhelper's default template
 /// `{{.RegistryURL}}/{{.Mode}}-installer{{if .Secureboot}}-secureboot{{end}}/{{.ID}}:{{.Version}}`.
-pub fn installer_url(factory: &Factory, mode: &str, secureboot: bool, id: &str, version: &str) -> String {
+pub fn installer_url(
+    factory: &Factory,
+    mode: &str,
+    secureboot: bool,
+    id: &str,
+    version: &str,
+) -> String {
     format!(
         "{}/{}-installer{}/{}:{}",
         factory.registry_url,
@@ -123,9 +145,14 @@ mod tests {
 
     fn s(args: &[&str], exts: &[&str], overlay: Option<(&str, &str)>) -> Schematic {
         Schematic {
-            overlay: overlay.map(|(name, image)| Overlay { image: Some(image.into()), name: Some(name.into()), options: None }),
+            overlay: overlay.map(|(name, image)| Overlay {
+                image: Some(image.into()),
+                name: Some(name.into()),
+                options: None,
+            }),
             customization: Some(Customization {
-                extra_kernel_args: (!args.is_empty()).then(|| args.iter().map(|a| a.to_string()).collect()),
+                extra_kernel_args: (!args.is_empty())
+                    .then(|| args.iter().map(|a| a.to_string()).collect()),
                 system_extensions: (!exts.is_empty()).then(|| SystemExtensions {
                     official_extensions: Some(exts.iter().map(|a| a.to_string()).collect()),
                 }),
@@ -136,15 +163,32 @@ mod tests {
 
     #[test]
     fn talhelper_golden_ids() {
-        assert_eq!(id(&Schematic::default()), "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba");
-        assert_eq!(id(&s(&[], &["siderolabs/drbd", "siderolabs/zfs"], None)), "98442b5bb4e8d050f30978ce3e6ec22e7bf534d57cafcd51313235128057e612");
-        assert_eq!(id(&s(&["hihi", "hehe"], &[], None)), "ff5083b14ccb03821ea738d712ac08a82b44d2693013622059edaae286665239");
         assert_eq!(
-            id(&s(&["net.ifnames=0"], &["siderolabs/intel-ucode", "siderolabs/tailscale"], Some(("rock64", "siderolabs/sbc-rockchip")))),
+            id(&Schematic::default()),
+            "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"
+        );
+        assert_eq!(
+            id(&s(&[], &["siderolabs/drbd", "siderolabs/zfs"], None)),
+            "98442b5bb4e8d050f30978ce3e6ec22e7bf534d57cafcd51313235128057e612"
+        );
+        assert_eq!(
+            id(&s(&["hihi", "hehe"], &[], None)),
+            "ff5083b14ccb03821ea738d712ac08a82b44d2693013622059edaae286665239"
+        );
+        assert_eq!(
+            id(&s(
+                &["net.ifnames=0"],
+                &["siderolabs/intel-ucode", "siderolabs/tailscale"],
+                Some(("rock64", "siderolabs/sbc-rockchip"))
+            )),
             "67a999813ff49ba00dc632aa48170dc866bda646b7ee4f944e2fb7dc50b522bd"
         );
         assert_eq!(
-            id(&s(&["hello", "hihi"], &["siderolabs/amd-ucode", "siderolabs/nvidia-fabricmanager"], None)),
+            id(&s(
+                &["hello", "hihi"],
+                &["siderolabs/amd-ucode", "siderolabs/nvidia-fabricmanager"],
+                None
+            )),
             "647a0a54bff662aa12051bc0312097f29d3562107d8e6a8e87ab85b643e25bc0"
         );
     }

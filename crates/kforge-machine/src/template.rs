@@ -12,10 +12,14 @@ use crate::gotemplate::{Data, Escape, Template};
 
 /// Renders against a v1alpha1 document addressed with Go field names.
 pub fn render(template: &str, config: &Value) -> Result<String, String> {
-    Template::parse(template).and_then(|t| t.render(Data::TalosConfig(config), Escape::None)).map_err(|e| e.to_string())
+    Template::parse(template)
+        .and_then(|t| t.render(Data::TalosConfig(config), Escape::None))
+        .map_err(|e| e.to_string())
 }
 
 /// Renders against plain data whose keys are used as written.
 pub fn render_plain(template: &str, data: &Value) -> Result<String, String> {
-    Template::parse(template).and_then(|t| t.render(Data::Plain(data), Escape::None)).map_err(|e| e.to_string())
+    Template::parse(template)
+        .and_then(|t| t.render(Data::Plain(data), Escape::None))
+        .map_err(|e| e.to_string())
 }

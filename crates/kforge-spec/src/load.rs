@@ -403,8 +403,8 @@ fn concat(first: Option<&Vec<String>>, second: Option<&Vec<String>>) -> Option<V
     (!v.is_empty()).then_some(v)
 }
 
-/// Sets every field whose value is a Go zero value (`false`, `""`, `0`, empty list or map,
-/// or a struct of only such values) to `None`.
+/// Sets every field whose value is a Go zero value (`false`, `""`, `0`, an empty list or map,
+/// a struct with no field set) to `None`.
 fn clear_zero_values(cfg: &mut NodeGroup) {
     let Ok(serde_json::Value::Object(map)) = serde_json::to_value(&*cfg) else {
         return;
@@ -434,7 +434,8 @@ fn is_zero(v: &serde_json::Value) -> bool {
         Value::Number(n) => n.as_f64() == Some(0.0),
         Value::String(s) => s.is_empty(),
         Value::Array(a) => a.is_empty(),
-        Value::Object(o) => o.values().all(is_zero),
+        // A map with entries is never zero in Go; a struct is zero when no field is set.
+        Value::Object(o) => o.values().all(Value::is_null),
     }
 }
 
@@ -557,7 +558,7 @@ pub(crate) mod tests {
     fn patches_and_sans_merge_order() {
         let reader = mem(&[(
             "t.yaml",
-            "clusterName: c\nnodes:\n  - hostname: a\n    controlPlane: true\n    patches: [n1]\n    certSANs: [ns]\n    disableSearchDomain: false\n  - hostname: b\n    controlPlane: true\n    overridePatches: true\n    patches: [only]\ncontrolPlane:\n  patches: [g1, g2]\n  certSANs: [gs]\n  disableSearchDomain: true\n",
+            "clusterName: c\nnodes:\n  - hostname: a\n    controlPlane: true\n    patches: [n1]\n    certSANs: [ns]\n    disableSearchDomain: false\n    nodeLabels: {empty: ''}\n  - hostname: b\n    controlPlane: true\n    overridePatches: true\n    patches: [only]\ncontrolPlane:\n  patches: [g1, g2]\n  certSANs: [gs]\n  disableSearchDomain: true\n",
         )]);
         let loaded = load(
             FsPath::new("t.yaml"),
@@ -576,6 +577,8 @@ pub(crate) mod tests {
         );
         // Go zero-value semantics: a node's `false` does not override the group's `true`.
         assert_eq!(c.nodes[0].config.disable_search_domain, Some(true));
+        // A map whose values are empty strings is still set.
+        assert_eq!(c.nodes[0].config.node_labels.as_ref().unwrap()["empty"], "");
         assert_eq!(c.nodes[1].config.patches.as_deref().unwrap(), ["only"]);
     }
 

@@ -1072,15 +1072,25 @@ impl Validator<'_> {
                         &p,
                         format!("the endpoint {ip} is {owner}, which is not a control-plane node"),
                     );
-                } else if !vip_set.is_empty() || !cp_ips.is_empty() {
+                } else if !vip_set.is_empty() {
                     self.err(
                         "endpoint",
                         &p,
-                        format!("the endpoint {ip} is neither a VIP nor a control-plane address"),
+                        format!("the endpoint {ip} is neither the VIP nor a control-plane address"),
                     )
-                    .help(
-                        "use the VIP, a control-plane node's IP, or a DNS name of a load balancer",
-                    );
+                    .note(format!(
+                        "VIPs declared: {}",
+                        vip_set
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                    .help("point the endpoint at the VIP");
+                } else {
+                    self.warn("endpoint", &p, format!("the endpoint {ip} is not a control-plane address or a VIP declared in this file"))
+                        .label("kforge assumes an external load balancer or VIP answers here")
+                        .help("declare the VIP on the control-plane interfaces (networkInterfaces[].vip) so kforge can check it");
                 }
             }
         }
@@ -1466,7 +1476,7 @@ mod tests {
         );
         assert!(
             d.iter()
-                .any(|x| x.contains("endpoint") && x.contains("neither a VIP")),
+                .any(|x| x.contains("endpoint") && x.contains("neither the VIP")),
             "{d:#?}"
         );
     }

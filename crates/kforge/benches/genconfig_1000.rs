@@ -32,7 +32,11 @@ fn cluster_file(nodes: usize) -> String {
 fn main() {
     // Criterion-style filters arrive as arguments; this binary runs one fixed scenario.
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let status = Command::new("cargo").args(["build", "--release", "-q", "-p", "kforge"]).current_dir(&root).status().expect("cargo");
+    let status = Command::new("cargo")
+        .args(["build", "--release", "-q", "-p", "kforge"])
+        .current_dir(&root)
+        .status()
+        .expect("cargo");
     assert!(status.success(), "release build failed");
     let bin = root.join("target/release/kforge");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -44,16 +48,37 @@ fn main() {
     for _ in 0..7 {
         let _ = std::fs::remove_dir_all(dir.path().join("clusterconfig"));
         let start = Instant::now();
-        let out = Command::new(&bin).args(["genconfig", "-c", "talconfig.yaml"]).current_dir(dir.path()).output().expect("run kforge");
+        let out = Command::new(&bin)
+            .args(["genconfig", "-c", "talconfig.yaml"])
+            .current_dir(dir.path())
+            .output()
+            .expect("run kforge");
         walls.push(start.elapsed().as_secs_f64());
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    let files = std::fs::read_dir(dir.path().join("clusterconfig")).unwrap().count();
-    let rss_kib = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).map(|u| u.max_rss()).unwrap_or(0);
+    let files = std::fs::read_dir(dir.path().join("clusterconfig"))
+        .unwrap()
+        .count();
+    let rss_kib = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+        .map(|u| u.max_rss())
+        .unwrap_or(0);
     walls.sort_by(f64::total_cmp);
     let median = walls[walls.len() / 2];
     println!("genconfig, 1000 nodes, {files} files written");
-    println!("  wall: median {:.3} s, min {:.3} s, max {:.3} s (7 runs)", median, walls[0], walls[walls.len() - 1]);
+    println!(
+        "  wall: median {:.3} s, min {:.3} s, max {:.3} s (7 runs)",
+        median,
+        walls[0],
+        walls[walls.len() - 1]
+    );
     println!("  peak RSS of kforge: {:.1} MiB", rss_kib as f64 / 1024.0);
-    println!("  targets: wall <= 0.5 s: {}; memory <= 100 MiB: {}", median <= 0.5, rss_kib as f64 / 1024.0 <= 100.0);
+    println!(
+        "  targets: wall <= 0.5 s: {}; memory <= 100 MiB: {}",
+        median <= 0.5,
+        rss_kib as f64 / 1024.0 <= 100.0
+    );
 }

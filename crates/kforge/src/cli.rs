@@ -22,16 +22,24 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Generate a secrets bundle in `talosctl gen secrets` format
-    #[command(after_help = "Examples:\n  kforge gensecret -o talsecret.yaml\n  kforge gensecret > talsecret.yaml")]
+    #[command(
+        after_help = "Examples:\n  kforge gensecret -o talsecret.yaml\n  kforge gensecret > talsecret.yaml"
+    )]
     Gensecret(GensecretArgs),
     /// Generate every node's machine config and the talosconfig from the cluster file
-    #[command(after_help = "Examples:\n  kforge genconfig -c clusters/infra/talos/talconfig.yaml\n  kforge genconfig --dry-run\n  kforge genconfig -c examples/solana/talconfig.yaml --new-secrets")]
+    #[command(
+        after_help = "Examples:\n  kforge genconfig -c clusters/infra/talos/talconfig.yaml\n  kforge genconfig --dry-run\n  kforge genconfig -c examples/solana/talconfig.yaml --new-secrets"
+    )]
     Genconfig(GenconfigArgs),
     /// Check the cluster file (or generated machine configs) and report every problem at once
-    #[command(after_help = "Examples:\n  kforge validate -c talconfig.yaml\n  kforge validate --format json\n  kforge validate nodeconfig --mode metal clusterconfig/*.yaml")]
+    #[command(
+        after_help = "Examples:\n  kforge validate -c talconfig.yaml\n  kforge validate --format json\n  kforge validate nodeconfig --mode metal clusterconfig/*.yaml"
+    )]
     Validate(ValidateArgs),
     /// Print the JSON schema of the cluster file, for editors
-    #[command(after_help = "Example:\n  kforge schema > kforge.schema.json\n  # then, first line of talconfig.yaml:\n  # yaml-language-server: $schema=./kforge.schema.json")]
+    #[command(
+        after_help = "Example:\n  kforge schema > kforge.schema.json\n  # then, first line of talconfig.yaml:\n  # yaml-language-server: $schema=./kforge.schema.json"
+    )]
     Schema,
     /// Print shell completions
     #[command(after_help = "Example:\n  kforge completion bash > /etc/bash_completion.d/kforge")]
@@ -51,7 +59,12 @@ pub struct GensecretArgs {
 #[derive(Args, Debug, Clone)]
 pub struct ClusterFileArgs {
     /// The cluster file
-    #[arg(short = 'c', long = "config-file", value_name = "FILE", default_value = "talconfig.yaml")]
+    #[arg(
+        short = 'c',
+        long = "config-file",
+        value_name = "FILE",
+        default_value = "talconfig.yaml"
+    )]
     pub config_file: PathBuf,
     /// Env files for substitution (default: talenv.yaml, talenv.sops.yaml, talenv.yml, talenv.sops.yml next to the cluster file)
     #[arg(short = 'e', long = "env-file", value_name = "FILE")]

@@ -32,16 +32,24 @@ impl SourceReader for FsReader {
 pub fn read_text(path: &Path) -> io::Result<String> {
     let meta = fs::metadata(path)?;
     if meta.is_dir() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "it is a directory, not a file"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "it is a directory, not a file",
+        ));
     }
     if meta.len() > MAX_FILE_BYTES {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("it is {} bytes; kforge reads files up to {} bytes", meta.len(), MAX_FILE_BYTES),
+            format!(
+                "it is {} bytes; kforge reads files up to {} bytes",
+                meta.len(),
+                MAX_FILE_BYTES
+            ),
         ));
     }
     let bytes = fs::read(path)?;
-    String::from_utf8(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "it is not UTF-8 text"))
+    String::from_utf8(bytes)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "it is not UTF-8 text"))
 }
 
 /// An output directory being prepared next to its final place.
@@ -58,16 +66,27 @@ impl StagedDir {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        kforge_secret::create_private_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        kforge_secret::create_private_dir_all(&parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
         let staging = tempfile::Builder::new()
             .prefix(".kforge-staging-")
             .tempdir_in(&parent)
-            .with_context(|| format!("cannot create a staging directory in {}", parent.display()))?;
+            .with_context(|| {
+                format!("cannot create a staging directory in {}", parent.display())
+            })?;
         set_mode(staging.path(), 0o700)?;
         if target.is_dir() {
-            copy_tree(target, staging.path()).with_context(|| format!("cannot copy {} into the staging directory", target.display()))?;
+            copy_tree(target, staging.path()).with_context(|| {
+                format!(
+                    "cannot copy {} into the staging directory",
+                    target.display()
+                )
+            })?;
         }
-        Ok(StagedDir { target: target.to_path_buf(), staging })
+        Ok(StagedDir {
+            target: target.to_path_buf(),
+            staging,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -77,7 +96,8 @@ impl StagedDir {
     /// Writes a file (mode 0600) into the staging directory.
     pub fn write(&self, name: &str, contents: &[u8]) -> Result<()> {
         let path = self.staging.path().join(name);
-        kforge_secret::write_private(&path, contents).with_context(|| format!("cannot write {}", path.display()))
+        kforge_secret::write_private(&path, contents)
+            .with_context(|| format!("cannot write {}", path.display()))
     }
 
     /// Swaps the staged directory into place (mode 0700). The previous contents are removed.
@@ -85,22 +105,42 @@ impl StagedDir {
         let staged = self.staging.keep();
         set_mode(&staged, 0o700)?;
         if self.target.exists() {
-            match nix::fcntl::renameat2(nix::fcntl::AT_FDCWD, &staged, nix::fcntl::AT_FDCWD, &self.target, nix::fcntl::RenameFlags::RENAME_EXCHANGE) {
+            match nix::fcntl::renameat2(
+                nix::fcntl::AT_FDCWD,
+                &staged,
+                nix::fcntl::AT_FDCWD,
+                &self.target,
+                nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+            ) {
                 Ok(()) => {}
                 Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOSYS) => {
                     // Filesystems without RENAME_EXCHANGE: two renames, old copy kept until the end.
                     let old = staged.with_extension("old");
-                    fs::rename(&self.target, &old).with_context(|| format!("cannot move {} aside", self.target.display()))?;
-                    fs::rename(&staged, &self.target).with_context(|| format!("cannot move the new {} into place", self.target.display()))?;
+                    fs::rename(&self.target, &old)
+                        .with_context(|| format!("cannot move {} aside", self.target.display()))?;
+                    fs::rename(&staged, &self.target).with_context(|| {
+                        format!("cannot move the new {} into place", self.target.display())
+                    })?;
                     fs::remove_dir_all(&old).ok();
                     return Ok(());
                 }
-                Err(e) => return Err(io::Error::from(e)).with_context(|| format!("cannot swap the new {} into place", self.target.display())),
+                Err(e) => {
+                    return Err(io::Error::from(e)).with_context(|| {
+                        format!("cannot swap the new {} into place", self.target.display())
+                    });
+                }
             }
             // `staged` now holds the previous contents.
-            fs::remove_dir_all(&staged).with_context(|| format!("cannot remove the previous contents at {}", staged.display()))?;
+            fs::remove_dir_all(&staged).with_context(|| {
+                format!(
+                    "cannot remove the previous contents at {}",
+                    staged.display()
+                )
+            })?;
         } else {
-            fs::rename(&staged, &self.target).with_context(|| format!("cannot move the new {} into place", self.target.display()))?;
+            fs::rename(&staged, &self.target).with_context(|| {
+                format!("cannot move the new {} into place", self.target.display())
+            })?;
         }
         Ok(())
     }
@@ -129,7 +169,8 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(path, fs::Permissions::from_mode(mode)).with_context(|| format!("cannot set permissions of {}", path.display()))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot set permissions of {}", path.display()))?;
     }
     Ok(())
 }
@@ -137,7 +178,11 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
 /// Adds `entries` to a `.gitignore` text unless a line already covers them; never removes
 /// or reorders lines. Returns the new text, or `None` when nothing changes.
 pub fn gitignore_with(existing: &str, entries: &[String]) -> Option<String> {
-    let patterns: Vec<&str> = existing.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    let patterns: Vec<&str> = existing
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
     let mut out = existing.to_string();
     let mut changed = false;
     for e in entries {
@@ -166,7 +211,9 @@ fn gitignore_matches(pattern: &str, name: &str) -> bool {
 fn glob_match(p: &[u8], s: &[u8]) -> bool {
     match (p.first(), s.first()) {
         (None, None) => true,
-        (Some(b'*'), _) => glob_match(&p[1..], s) || (!s.is_empty() && s[0] != b'/' && glob_match(p, &s[1..])),
+        (Some(b'*'), _) => {
+            glob_match(&p[1..], s) || (!s.is_empty() && s[0] != b'/' && glob_match(p, &s[1..]))
+        }
         (Some(b'?'), Some(c)) if *c != b'/' => glob_match(&p[1..], &s[1..]),
         (Some(a), Some(b)) if a == b => glob_match(&p[1..], &s[1..]),
         _ => false,
@@ -183,7 +230,10 @@ mod tests {
         assert_eq!(first, "a.yaml\ntalosconfig\n");
         assert!(gitignore_with(&first, &["a.yaml".into(), "talosconfig".into()]).is_none());
         assert!(gitignore_with("*.yaml\n", &["a.yaml".into()]).is_none());
-        assert_eq!(gitignore_with("# keep\nx", &["b".into()]).unwrap(), "# keep\nx\nb\n");
+        assert_eq!(
+            gitignore_with("# keep\nx", &["b".into()]).unwrap(),
+            "# keep\nx\nb\n"
+        );
     }
 
     #[test]
@@ -199,7 +249,10 @@ mod tests {
         staged.commit().unwrap();
         assert_eq!(fs::read_to_string(out.join("a.yaml")).unwrap(), "new");
         assert_eq!(fs::read_to_string(out.join("keep.txt")).unwrap(), "mine");
-        let leftovers: Vec<_> = fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let leftovers: Vec<_> = fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(leftovers, vec![std::ffi::OsString::from("out")]);
 
         // Dropping a staged dir without committing leaves the target untouched.

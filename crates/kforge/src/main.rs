@@ -23,7 +23,10 @@ fn main() -> ExitCode {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Failure) => ExitCode::from(1),
         Err(e) => {
-            let hint = e.chain().find_map(|c| c.downcast_ref::<report::Hinted>()).and_then(|h| h.hint.clone());
+            let hint = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<report::Hinted>())
+                .and_then(|h| h.hint.clone());
             eprint!("{}", report::render_error(&e, hint.as_deref()));
             ExitCode::from(1)
         }

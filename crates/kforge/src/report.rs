@@ -25,10 +25,16 @@ struct Style {
 
 impl Style {
     fn stderr() -> Self {
-        Style { color: std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none() }
+        Style {
+            color: std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        }
     }
     fn paint(&self, code: &str, text: &str) -> String {
-        if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
     }
 }
 
@@ -40,20 +46,54 @@ pub fn render_diagnostic(d: &Diagnostic, color: bool) -> String {
         Severity::Error => s.paint("1;31", "error"),
         Severity::Warning => s.paint("1;33", "warning"),
     };
-    let _ = writeln!(out, "{head}{} {}", s.paint("1", ":"), s.paint("1", &d.message));
+    let _ = writeln!(
+        out,
+        "{head}{} {}",
+        s.paint("1", ":"),
+        s.paint("1", &d.message)
+    );
     let gutter = d.location.as_ref().map_or(1, |l| l.line.to_string().len());
     let pad = " ".repeat(gutter);
     let bar = s.paint("1;34", "|");
     if let Some(l) = &d.location {
-        let _ = writeln!(out, "{pad}{} {}:{}:{}", s.paint("1;34", "-->"), l.file.display(), l.line, l.col);
+        let _ = writeln!(
+            out,
+            "{pad}{} {}:{}:{}",
+            s.paint("1;34", "-->"),
+            l.file.display(),
+            l.line,
+            l.col
+        );
         let _ = writeln!(out, "{pad} {bar}");
         let shown: String = l.line_text.replace('\t', "    ");
-        let _ = writeln!(out, "{} {bar} {shown}", s.paint("1;34", &l.line.to_string()));
-        let lead: usize = l.line_text.chars().take(l.col.saturating_sub(1)).map(|c| if c == '\t' { 4 } else { 1 }).sum();
+        let _ = writeln!(
+            out,
+            "{} {bar} {shown}",
+            s.paint("1;34", &l.line.to_string())
+        );
+        let lead: usize = l
+            .line_text
+            .chars()
+            .take(l.col.saturating_sub(1))
+            .map(|c| if c == '\t' { 4 } else { 1 })
+            .sum();
         let carets = "^".repeat(l.len.max(1));
-        let caret_style = if d.severity == Severity::Error { "1;31" } else { "1;33" };
-        let label = d.label.as_deref().map(|t| format!(" {t}")).unwrap_or_default();
-        let _ = writeln!(out, "{pad} {bar} {}{}", " ".repeat(lead), s.paint(caret_style, &format!("{carets}{label}")));
+        let caret_style = if d.severity == Severity::Error {
+            "1;31"
+        } else {
+            "1;33"
+        };
+        let label = d
+            .label
+            .as_deref()
+            .map(|t| format!(" {t}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{pad} {bar} {}{}",
+            " ".repeat(lead),
+            s.paint(caret_style, &format!("{carets}{label}"))
+        );
         if d.help.is_some() || !d.notes.is_empty() {
             let _ = writeln!(out, "{pad} {bar}");
         }
@@ -61,10 +101,20 @@ pub fn render_diagnostic(d: &Diagnostic, color: bool) -> String {
         let _ = writeln!(out, "{pad} = {label}");
     }
     for n in &d.notes {
-        let _ = writeln!(out, "{pad} {} {}: {n}", s.paint("1;34", "="), s.paint("1", "note"));
+        let _ = writeln!(
+            out,
+            "{pad} {} {}: {n}",
+            s.paint("1;34", "="),
+            s.paint("1", "note")
+        );
     }
     if let Some(h) = &d.help {
-        let _ = writeln!(out, "{pad} {} {}: {h}", s.paint("1;34", "="), s.paint("1", "help"));
+        let _ = writeln!(
+            out,
+            "{pad} {} {}: {h}",
+            s.paint("1;34", "="),
+            s.paint("1", "help")
+        );
     }
     out
 }
@@ -82,12 +132,22 @@ pub fn print_diagnostics(diags: &[Diagnostic], format: Format) {
             if errors > 0 || warnings > 0 {
                 let mut parts = Vec::new();
                 if errors > 0 {
-                    parts.push(format!("{errors} error{}", if errors == 1 { "" } else { "s" }));
+                    parts.push(format!(
+                        "{errors} error{}",
+                        if errors == 1 { "" } else { "s" }
+                    ));
                 }
                 if warnings > 0 {
-                    parts.push(format!("{warnings} warning{}", if warnings == 1 { "" } else { "s" }));
+                    parts.push(format!(
+                        "{warnings} warning{}",
+                        if warnings == 1 { "" } else { "s" }
+                    ));
                 }
-                let head = if errors > 0 { style.paint("1;31", "error") } else { style.paint("1;33", "warning") };
+                let head = if errors > 0 {
+                    style.paint("1;31", "error")
+                } else {
+                    style.paint("1;33", "warning")
+                };
                 eprintln!("{head}: {}", parts.join(", "));
             }
         }
@@ -99,8 +159,15 @@ pub fn print_diagnostics(diags: &[Diagnostic], format: Format) {
                 diagnostics: &'a [Diagnostic],
             }
             let errors = diags.iter().filter(|d| d.is_error()).count();
-            let report = Report { errors, warnings: diags.len() - errors, diagnostics: diags };
-            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            let report = Report {
+                errors,
+                warnings: diags.len() - errors,
+                diagnostics: diags,
+            };
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
         }
     }
 }
@@ -117,7 +184,11 @@ pub struct Hinted {
 
 impl Hinted {
     pub fn new(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        Hinted { message: message.into(), hint: Some(hint.into()), source: None }
+        Hinted {
+            message: message.into(),
+            hint: Some(hint.into()),
+            source: None,
+        }
     }
 }
 
@@ -148,7 +219,13 @@ mod tests {
     #[test]
     fn rustc_style() {
         let d = Diagnostic::error("unknown-key", "unknown key `ipAdress` in `nodes[0]`")
-            .at(Some(Location { file: PathBuf::from("c.yaml"), line: 14, col: 5, len: 8, line_text: "    ipAdress: 1.2.3.4".into() }))
+            .at(Some(Location {
+                file: PathBuf::from("c.yaml"),
+                line: 14,
+                col: 5,
+                len: 8,
+                line_text: "    ipAdress: 1.2.3.4".into(),
+            }))
             .label("not a cluster-file field")
             .help("did you mean `ipAddress`?");
         assert_eq!(

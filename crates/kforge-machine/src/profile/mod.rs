@@ -55,14 +55,23 @@ impl ProfileContext<'_> {
     /// Where the node's `hardware:` (or one of its fields) was written.
     pub fn hardware_path(&self, field: &str) -> Path {
         let base = self.cluster.node_field_path(self.node, "hardware");
-        if field.is_empty() { base } else { base.key(field) }
+        if field.is_empty() {
+            base
+        } else {
+            base.key(field)
+        }
     }
 
     pub fn error(&self, code: &'static str, path: &Path, message: impl Into<String>) -> Diagnostic {
         Diagnostic::error(code, message).at(self.cluster.source.locate(path))
     }
 
-    pub fn warning(&self, code: &'static str, path: &Path, message: impl Into<String>) -> Diagnostic {
+    pub fn warning(
+        &self,
+        code: &'static str,
+        path: &Path,
+        message: impl Into<String>,
+    ) -> Diagnostic {
         Diagnostic::warning(code, message).at(self.cluster.source.locate(path))
     }
 }
@@ -108,7 +117,10 @@ pub trait Profile: Sync {
 
 /// Reads a profile's parameters: every key must be declared (unknown ones get a suggestion),
 /// and missing ones take their defaults.
-pub fn resolve_params(profile: &dyn Profile, ctx: &ProfileContext<'_>) -> Result<Mapping, Vec<Diagnostic>> {
+pub fn resolve_params(
+    profile: &dyn Profile,
+    ctx: &ProfileContext<'_>,
+) -> Result<Mapping, Vec<Diagnostic>> {
     let specs = profile.parameters();
     let mut errors = Vec::new();
     for key in ctx.params.keys() {
@@ -122,7 +134,11 @@ pub fn resolve_params(profile: &dyn Profile, ctx: &ProfileContext<'_>) -> Result
                 Some(s) => d.help(format!("did you mean `{s}`?")),
                 None => d.help(format!(
                     "its parameters are {}",
-                    specs.iter().map(|s| format!("`{}`", s.name)).collect::<Vec<_>>().join(", ")
+                    specs
+                        .iter()
+                        .map(|s| format!("`{}`", s.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )),
             };
             errors.push(d);
@@ -135,7 +151,9 @@ pub fn resolve_params(profile: &dyn Profile, ctx: &ProfileContext<'_>) -> Result
     for s in specs {
         let v = match ctx.params.get(s.name) {
             Some(v) => v.clone(),
-            None => kforge_yaml::parse(s.default).map(|n| n.to_value()).unwrap_or(Value::Null),
+            None => kforge_yaml::parse(s.default)
+                .map(|n| n.to_value())
+                .unwrap_or(Value::Null),
         };
         out.insert(s.name.to_string(), v);
     }
@@ -143,19 +161,27 @@ pub fn resolve_params(profile: &dyn Profile, ctx: &ProfileContext<'_>) -> Result
 }
 
 /// Runs every profile a node asks for, collecting all problems.
-pub fn apply_all(cluster: &Cluster, node: &ResolvedNode, gates: Gates) -> Result<Vec<ProfileOutput>, Vec<Diagnostic>> {
+pub fn apply_all(
+    cluster: &Cluster,
+    node: &ResolvedNode,
+    gates: Gates,
+) -> Result<Vec<ProfileOutput>, Vec<Diagnostic>> {
     let mut outputs = Vec::new();
     let mut errors = Vec::new();
     let base = cluster.node_field_path(node, "profiles");
     for (i, p) in node.config.profiles.iter().flatten().enumerate() {
         let path = base.index(i);
         let Some(name) = p.name.as_deref() else {
-            errors.push(Diagnostic::error("profile", "profile entry needs a `name`").at(cluster.source.locate(&path)));
+            errors.push(
+                Diagnostic::error("profile", "profile entry needs a `name`")
+                    .at(cluster.source.locate(&path)),
+            );
             continue;
         };
         let Some(profile) = find(name) else {
             let known: Vec<&str> = REGISTRY.iter().map(|p| p.name()).collect();
-            let mut d = Diagnostic::error("profile", format!("unknown profile `{name}`")).at(cluster.source.locate(&path.key("name")));
+            let mut d = Diagnostic::error("profile", format!("unknown profile `{name}`"))
+                .at(cluster.source.locate(&path.key("name")));
             d = match kforge_spec::decode::suggest(name, known.iter().copied()) {
                 Some(s) => d.help(format!("did you mean `{s}`?")),
                 None => d.help(format!("known profiles: {}", known.join(", "))),
@@ -163,11 +189,21 @@ pub fn apply_all(cluster: &Cluster, node: &ResolvedNode, gates: Gates) -> Result
             errors.push(d);
             continue;
         };
-        let ctx = ProfileContext { cluster, node, gates, params: &p.params, path };
+        let ctx = ProfileContext {
+            cluster,
+            node,
+            gates,
+            params: &p.params,
+            path,
+        };
         match profile.apply(&ctx) {
             Ok(o) => outputs.push(o),
             Err(mut e) => errors.append(&mut e),
         }
     }
-    if errors.is_empty() { Ok(outputs) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(outputs)
+    } else {
+        Err(errors)
+    }
 }

@@ -18,29 +18,93 @@ use kforge_yaml::{Mapping, Value};
 use serde_json::json;
 
 use super::{Expectation, ParamSpec, Profile, ProfileContext, ProfileOutput, resolve_params};
+use kforge_spec::Diagnostic;
 use kforge_spec::model::IntOrString;
 use kforge_spec::validate::parse_bytes;
-use kforge_spec::Diagnostic;
 
 pub struct SolanaValidator;
 
 const PARAMS: &[ParamSpec] = &[
-    ParamSpec { name: "hugepageSize", default: "2M", doc: "Huge page size: `2M` or `1G`." },
-    ParamSpec { name: "hugepages", default: "50000", doc: "Number of huge pages reserved at boot (default 50000 × 2 MiB = 100 GiB)." },
-    ParamSpec { name: "reservedCpus", default: "0-3", doc: "CPUs kept for the system and kubelet (`reservedSystemCPUs`), as a cpuset." },
-    ParamSpec { name: "systemReservedMemory", default: "16Gi", doc: "Memory reserved for the OS (`systemReserved.memory`)." },
-    ParamSpec { name: "kubeReservedMemory", default: "16Gi", doc: "Memory reserved for Kubernetes daemons (`kubeReserved.memory`)." },
-    ParamSpec { name: "evictionHardMemory", default: "32Gi", doc: "Hard eviction threshold (`evictionHard: memory.available<…`)." },
-    ParamSpec { name: "cpuManagerPolicy", default: "static", doc: "`static` (pinned CPUs for Guaranteed pods) or `none`." },
-    ParamSpec { name: "topologyManagerPolicy", default: "single-numa-node", doc: "`none`, `best-effort`, `restricted` or `single-numa-node`." },
-    ParamSpec { name: "topologyManagerScope", default: "container", doc: "`container` or `pod`." },
-    ParamSpec { name: "cpuVendor", default: "amd", doc: "`amd` or `intel`: selects the IOMMU and P-state kernel arguments." },
-    ParamSpec { name: "limitCStates", default: "true", doc: "Keep CPUs out of deep idle states (`processor.max_cstate=1`, `intel_idle.max_cstate=0`)." },
-    ParamSpec { name: "numaBalancing", default: "true", doc: "Automatic NUMA balancing (`numa_balancing=enable|disable`)." },
-    ParamSpec { name: "volumes", default: "[ledger, accounts, snapshots]", doc: "Data roles that get a volume on `hardware.disks.<role>`." },
-    ParamSpec { name: "filesystem", default: "xfs", doc: "Filesystem of the data volumes: `xfs` or `ext4`." },
-    ParamSpec { name: "priorityClassValue", default: "1000000", doc: "Value of the `solana-critical` PriorityClass." },
-    ParamSpec { name: "sysctls", default: "{}", doc: "Extra sysctls, added to or overriding the profile's." },
+    ParamSpec {
+        name: "hugepageSize",
+        default: "2M",
+        doc: "Huge page size: `2M` or `1G`.",
+    },
+    ParamSpec {
+        name: "hugepages",
+        default: "50000",
+        doc: "Number of huge pages reserved at boot (default 50000 × 2 MiB = 100 GiB).",
+    },
+    ParamSpec {
+        name: "reservedCpus",
+        default: "0-3",
+        doc: "CPUs kept for the system and kubelet (`reservedSystemCPUs`), as a cpuset.",
+    },
+    ParamSpec {
+        name: "systemReservedMemory",
+        default: "16Gi",
+        doc: "Memory reserved for the OS (`systemReserved.memory`).",
+    },
+    ParamSpec {
+        name: "kubeReservedMemory",
+        default: "16Gi",
+        doc: "Memory reserved for Kubernetes daemons (`kubeReserved.memory`).",
+    },
+    ParamSpec {
+        name: "evictionHardMemory",
+        default: "32Gi",
+        doc: "Hard eviction threshold (`evictionHard: memory.available<…`).",
+    },
+    ParamSpec {
+        name: "cpuManagerPolicy",
+        default: "static",
+        doc: "`static` (pinned CPUs for Guaranteed pods) or `none`.",
+    },
+    ParamSpec {
+        name: "topologyManagerPolicy",
+        default: "single-numa-node",
+        doc: "`none`, `best-effort`, `restricted` or `single-numa-node`.",
+    },
+    ParamSpec {
+        name: "topologyManagerScope",
+        default: "container",
+        doc: "`container` or `pod`.",
+    },
+    ParamSpec {
+        name: "cpuVendor",
+        default: "amd",
+        doc: "`amd` or `intel`: selects the IOMMU and P-state kernel arguments.",
+    },
+    ParamSpec {
+        name: "limitCStates",
+        default: "true",
+        doc: "Keep CPUs out of deep idle states (`processor.max_cstate=1`, `intel_idle.max_cstate=0`).",
+    },
+    ParamSpec {
+        name: "numaBalancing",
+        default: "true",
+        doc: "Automatic NUMA balancing (`numa_balancing=enable|disable`).",
+    },
+    ParamSpec {
+        name: "volumes",
+        default: "[ledger, accounts, snapshots]",
+        doc: "Data roles that get a volume on `hardware.disks.<role>`.",
+    },
+    ParamSpec {
+        name: "filesystem",
+        default: "xfs",
+        doc: "Filesystem of the data volumes: `xfs` or `ext4`.",
+    },
+    ParamSpec {
+        name: "priorityClassValue",
+        default: "1000000",
+        doc: "Value of the `solana-critical` PriorityClass.",
+    },
+    ParamSpec {
+        name: "sysctls",
+        default: "{}",
+        doc: "Extra sysctls, added to or overriding the profile's.",
+    },
 ];
 
 /// The profile's sysctls (seed 001), before `sysctls` overrides.
@@ -88,7 +152,11 @@ impl Profile for SolanaValidator {
         let one_of = |k: &str, allowed: &[&str], errors: &mut Vec<Diagnostic>| -> String {
             let v = text(k);
             if !allowed.contains(&v.as_str()) {
-                errors.push(ctx.error("profile-param", &at(k), format!("`{k}` must be one of {}, not `{v}`", allowed.join(", "))));
+                errors.push(ctx.error(
+                    "profile-param",
+                    &at(k),
+                    format!("`{k}` must be one of {}, not `{v}`", allowed.join(", ")),
+                ));
             }
             v
         };
@@ -97,7 +165,11 @@ impl Profile for SolanaValidator {
             match parse_bytes(&IntOrString::Str(v.clone())) {
                 Some(b) => b,
                 None => {
-                    errors.push(ctx.error("profile-param", &at(k), format!("`{k}` must be an amount of memory like `16Gi`, not `{v}`")));
+                    errors.push(ctx.error(
+                        "profile-param",
+                        &at(k),
+                        format!("`{k}` must be an amount of memory like `16Gi`, not `{v}`"),
+                    ));
                     0
                 }
             }
@@ -107,12 +179,20 @@ impl Profile for SolanaValidator {
         let pages = match p["hugepages"].as_u64() {
             Some(n) => n,
             None => {
-                errors.push(ctx.error("profile-param", &at("hugepages"), "`hugepages` must be a whole number of pages"));
+                errors.push(ctx.error(
+                    "profile-param",
+                    &at("hugepages"),
+                    "`hugepages` must be a whole number of pages",
+                ));
                 0
             }
         };
         let cpu_policy = one_of("cpuManagerPolicy", &["static", "none"], &mut errors);
-        let topo = one_of("topologyManagerPolicy", &["none", "best-effort", "restricted", "single-numa-node"], &mut errors);
+        let topo = one_of(
+            "topologyManagerPolicy",
+            &["none", "best-effort", "restricted", "single-numa-node"],
+            &mut errors,
+        );
         let scope = one_of("topologyManagerScope", &["container", "pod"], &mut errors);
         let vendor = one_of("cpuVendor", &["amd", "intel"], &mut errors);
         let fs = one_of("filesystem", &["xfs", "ext4"], &mut errors);
@@ -130,28 +210,55 @@ impl Profile for SolanaValidator {
         let flag = |k: &str, errors: &mut Vec<Diagnostic>| match p[k].as_bool() {
             Some(b) => b,
             None => {
-                errors.push(ctx.error("profile-param", &at(k), format!("`{k}` must be true or false")));
+                errors.push(ctx.error(
+                    "profile-param",
+                    &at(k),
+                    format!("`{k}` must be true or false"),
+                ));
                 false
             }
         };
         let limit_cstates = flag("limitCStates", &mut errors);
         let numa_balancing = flag("numaBalancing", &mut errors);
         let roles: Vec<String> = match p["volumes"].as_array() {
-            Some(a) if a.iter().all(Value::is_string) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+            Some(a) if a.iter().all(Value::is_string) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect(),
             _ => {
-                errors.push(ctx.error("profile-param", &at("volumes"), "`volumes` must be a list of disk roles"));
+                errors.push(ctx.error(
+                    "profile-param",
+                    &at("volumes"),
+                    "`volumes` must be a list of disk roles",
+                ));
                 Vec::new()
             }
         };
         let priority = p["priorityClassValue"].as_i64().unwrap_or_else(|| {
-            errors.push(ctx.error("profile-param", &at("priorityClassValue"), "`priorityClassValue` must be an integer"));
+            errors.push(ctx.error(
+                "profile-param",
+                &at("priorityClassValue"),
+                "`priorityClassValue` must be an integer",
+            ));
             0
         });
         let extra_sysctls: Vec<(String, String)> = match &p["sysctls"] {
-            Value::Object(m) => m.iter().map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), String::from))).collect(),
+            Value::Object(m) => m
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str().map_or_else(|| v.to_string(), String::from),
+                    )
+                })
+                .collect(),
             Value::Null => Vec::new(),
             _ => {
-                errors.push(ctx.error("profile-param", &at("sysctls"), "`sysctls` must be a mapping of sysctl name to value"));
+                errors.push(ctx.error(
+                    "profile-param",
+                    &at("sysctls"),
+                    "`sysctls` must be a mapping of sysctl name to value",
+                ));
                 Vec::new()
             }
         };
@@ -198,13 +305,20 @@ impl Profile for SolanaValidator {
                 errors.push(ctx.error(
                     "profile-hardware",
                     &at("reservedCpus"),
-                    format!("node `{node}`: reserving {} of {cpus} CPUs leaves none for workloads", reserved_set.len()),
+                    format!(
+                        "node `{node}`: reserving {} of {cpus} CPUs leaves none for workloads",
+                        reserved_set.len()
+                    ),
                 ));
             }
         }
         let disks = hw.and_then(|h| h.disks.as_ref());
         let mut volume_disks = Vec::new();
-        let disks_path = if hw.is_some() { ctx.hardware_path("disks") } else { ctx.path.clone() };
+        let disks_path = if hw.is_some() {
+            ctx.hardware_path("disks")
+        } else {
+            ctx.path.clone()
+        };
         for role in &roles {
             match disks.and_then(|d| d.get(role)) {
                 Some(dev) => volume_disks.push((role.clone(), dev.clone())),
@@ -247,9 +361,15 @@ impl Profile for SolanaValidator {
             _ => kernel_args.push("intel_iommu=on".into()),
         }
         kernel_args.push("iommu=pt".into());
-        kernel_args.push(format!("numa_balancing={}", if numa_balancing { "enable" } else { "disable" }));
+        kernel_args.push(format!(
+            "numa_balancing={}",
+            if numa_balancing { "enable" } else { "disable" }
+        ));
 
-        let mut sysctls: Vec<(String, String)> = SYSCTLS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut sysctls: Vec<(String, String)> = SYSCTLS
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         if page_size == "2M" {
             // 2 MiB pages can also be (re)allocated at runtime; keep the pool at the target.
             sysctls.push(("vm.nr_hugepages".into(), pages.to_string()));
@@ -266,9 +386,18 @@ impl Profile for SolanaValidator {
         kubelet.insert("topologyManagerPolicy".into(), Value::from(topo));
         kubelet.insert("topologyManagerScope".into(), Value::from(scope));
         kubelet.insert("reservedSystemCPUs".into(), Value::from(reserved.clone()));
-        kubelet.insert("systemReserved".into(), json!({"memory": text("systemReservedMemory")}));
-        kubelet.insert("kubeReserved".into(), json!({"memory": text("kubeReservedMemory")}));
-        kubelet.insert("evictionHard".into(), json!({"memory.available": text("evictionHardMemory")}));
+        kubelet.insert(
+            "systemReserved".into(),
+            json!({"memory": text("systemReservedMemory")}),
+        );
+        kubelet.insert(
+            "kubeReserved".into(),
+            json!({"memory": text("kubeReservedMemory")}),
+        );
+        kubelet.insert(
+            "evictionHard".into(),
+            json!({"memory.available": text("evictionHardMemory")}),
+        );
 
         let mut documents = Vec::new();
         let mut manifests = vec![json!({
@@ -305,7 +434,11 @@ impl Profile for SolanaValidator {
             }));
         }
 
-        let mut expectations: Vec<Expectation> = kernel_args.iter().cloned().map(Expectation::KernelArg).collect();
+        let mut expectations: Vec<Expectation> = kernel_args
+            .iter()
+            .cloned()
+            .map(Expectation::KernelArg)
+            .collect();
         expectations.push(Expectation::HugePagesTotal(pages));
         expectations.push(Expectation::CpuManagerPolicy(cpu_policy));
 
@@ -324,7 +457,11 @@ impl Profile for SolanaValidator {
 
 fn gib(b: u64) -> String {
     let g = b as f64 / (1u64 << 30) as f64;
-    if (g - g.round()).abs() < 1e-9 { format!("{} GiB", g.round() as u64) } else { format!("{g:.1} GiB") }
+    if (g - g.round()).abs() < 1e-9 {
+        format!("{} GiB", g.round() as u64)
+    } else {
+        format!("{g:.1} GiB")
+    }
 }
 
 /// `0-3,8,10-11` → sorted CPU numbers.

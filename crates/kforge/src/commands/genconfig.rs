@@ -18,7 +18,12 @@ use crate::files::{self, FsReader, StagedDir};
 use crate::report::{Format, Hinted, print_diagnostics};
 
 /// Default secrets file names, in talhelper's order; the last one that exists wins.
-const SECRET_FILES: &[&str] = &["talsecret.yaml", "talsecret.sops.yaml", "talsecret.yml", "talsecret.sops.yml"];
+const SECRET_FILES: &[&str] = &[
+    "talsecret.yaml",
+    "talsecret.sops.yaml",
+    "talsecret.yml",
+    "talsecret.sops.yml",
+];
 
 /// A talosconfig certificate with less than this left is reissued.
 const CERT_RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -49,27 +54,34 @@ pub fn run(args: &GenconfigArgs) -> Result<Outcome> {
         }
     };
 
-    let rendered = match kforge_machine::render_cluster(&cluster, &cluster_secrets(&bundle), &FsReader) {
-        Ok(r) => r,
-        Err(mut e) => {
-            diags.append(&mut e);
-            print_diagnostics(&diags, Format::Human);
-            return Ok(Outcome::Failure);
-        }
-    };
+    let rendered =
+        match kforge_machine::render_cluster(&cluster, &cluster_secrets(&bundle), &FsReader) {
+            Ok(r) => r,
+            Err(mut e) => {
+                diags.append(&mut e);
+                print_diagnostics(&diags, Format::Human);
+                return Ok(Outcome::Failure);
+            }
+        };
     for r in &rendered {
         diags.extend(r.diagnostics.iter().cloned());
     }
     print_diagnostics(&diags, Format::Human);
 
-    let out_dir = args.out_dir.clone().unwrap_or_else(|| cluster.base_dir.join("clusterconfig"));
+    let out_dir = args
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| cluster.base_dir.join("clusterconfig"));
     let talosconfig = talosconfig(args, &cluster, &bundle, &out_dir)?;
 
     let mut outputs: Vec<(String, SecretString)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for r in &rendered {
         if !seen.insert(r.filename.clone()) {
-            bail!("two nodes would be written to the same file `{}`; give them different hostnames or a different `filenameTmpl`", r.filename);
+            bail!(
+                "two nodes would be written to the same file `{}`; give them different hostnames or a different `filenameTmpl`",
+                r.filename
+            );
         }
         outputs.push((r.filename.clone(), r.to_yaml()));
     }
@@ -99,14 +111,25 @@ pub fn run(args: &GenconfigArgs) -> Result<Outcome> {
     }
     if let Some(p) = &new_secrets_path {
         // Saved before the configs are swapped in: configs must never exist without their secrets.
-        kforge_secret::write_private(p, bundle.to_yaml().as_bytes()).with_context(|| format!("cannot save the new secrets bundle to {}", p.display()))?;
-        eprintln!("generated new secrets in {} (mode 0600); keep it safe and back it up", p.display());
+        kforge_secret::write_private(p, bundle.to_yaml().as_bytes())
+            .with_context(|| format!("cannot save the new secrets bundle to {}", p.display()))?;
+        eprintln!(
+            "generated new secrets in {} (mode 0600); keep it safe and back it up",
+            p.display()
+        );
     }
     staged.commit()?;
     for r in &rendered {
-        eprintln!("generated config for {} in {}", r.hostname, out_dir.join(&r.filename).display());
+        eprintln!(
+            "generated config for {} in {}",
+            r.hostname,
+            out_dir.join(&r.filename).display()
+        );
     }
-    eprintln!("generated client config in {}", out_dir.join("talosconfig").display());
+    eprintln!(
+        "generated client config in {}",
+        out_dir.join("talosconfig").display()
+    );
     Ok(Outcome::Success)
 }
 
@@ -117,16 +140,24 @@ enum SecretsProblem {
 
 /// Finds and loads the secrets bundle, or generates one with `--new-secrets` (returning
 /// where to save it).
-fn secrets(args: &GenconfigArgs, cluster: &Cluster) -> std::result::Result<(SecretsBundle, Option<PathBuf>), SecretsProblem> {
+fn secrets(
+    args: &GenconfigArgs,
+    cluster: &Cluster,
+) -> std::result::Result<(SecretsBundle, Option<PathBuf>), SecretsProblem> {
     let candidates: Vec<PathBuf> = if args.secret_file.is_empty() {
-        SECRET_FILES.iter().map(|f| cluster.base_dir.join(f)).collect()
+        SECRET_FILES
+            .iter()
+            .map(|f| cluster.base_dir.join(f))
+            .collect()
     } else {
         args.secret_file.clone()
     };
     let existing = candidates.iter().rev().find(|p| p.exists());
     let Some(path) = existing else {
         if args.new_secrets {
-            let bundle = SecretsBundle::generate(SystemTime::now()).context("cannot generate a secrets bundle").map_err(SecretsProblem::Fatal)?;
+            let bundle = SecretsBundle::generate(SystemTime::now())
+                .context("cannot generate a secrets bundle")
+                .map_err(SecretsProblem::Fatal)?;
             return Ok((bundle, Some(candidates[0].clone())));
         }
         let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
@@ -140,7 +171,11 @@ fn secrets(args: &GenconfigArgs, cluster: &Cluster) -> std::result::Result<(Secr
             .into(),
         ));
     };
-    let text = files::read_text(path).map_err(|e| SecretsProblem::Fatal(anyhow::Error::new(e).context(format!("cannot read secrets bundle {}", path.display()))))?;
+    let text = files::read_text(path).map_err(|e| {
+        SecretsProblem::Fatal(
+            anyhow::Error::new(e).context(format!("cannot read secrets bundle {}", path.display())),
+        )
+    })?;
     let text = match kforge_spec::env::substitute(&text, path, &cluster.env) {
         Ok(s) => s.text,
         Err(d) => return Err(SecretsProblem::Diagnostics(d)),
@@ -151,7 +186,10 @@ fn secrets(args: &GenconfigArgs, cluster: &Cluster) -> std::result::Result<(Secr
             let lines = kforge_spec::diagnostic::LineIndex::new(&text);
             let problems = e.problems();
             if problems.is_empty() {
-                return Err(SecretsProblem::Fatal(anyhow::Error::new(e).context(format!("invalid secrets bundle {}", path.display()))));
+                return Err(SecretsProblem::Fatal(
+                    anyhow::Error::new(e)
+                        .context(format!("invalid secrets bundle {}", path.display())),
+                ));
             }
             Err(SecretsProblem::Diagnostics(
                 problems
@@ -181,11 +219,23 @@ pub fn cluster_secrets(b: &SecretsBundle) -> ClusterSecrets {
         secretbox_encryption_secret: b.secretbox_encryption_secret().cloned(),
         aescbc_encryption_secret: b.aescbc_encryption_secret().cloned(),
         trustd_token: b.trustd_token().clone(),
-        os: CertAndKey { crt: b.os_ca_crt().to_string(), key: b.os_ca_key().clone() },
-        k8s: CertAndKey { crt: b.k8s_ca_crt().to_string(), key: b.k8s_ca_key().clone() },
-        k8s_aggregator: CertAndKey { crt: b.k8s_aggregator_ca_crt().to_string(), key: b.k8s_aggregator_ca_key().clone() },
+        os: CertAndKey {
+            crt: b.os_ca_crt().to_string(),
+            key: b.os_ca_key().clone(),
+        },
+        k8s: CertAndKey {
+            crt: b.k8s_ca_crt().to_string(),
+            key: b.k8s_ca_key().clone(),
+        },
+        k8s_aggregator: CertAndKey {
+            crt: b.k8s_aggregator_ca_crt().to_string(),
+            key: b.k8s_aggregator_ca_key().clone(),
+        },
         k8s_service_account_key: b.k8s_service_account_key().clone(),
-        etcd: CertAndKey { crt: b.etcd_ca_crt().to_string(), key: b.etcd_ca_key().clone() },
+        etcd: CertAndKey {
+            crt: b.etcd_ca_crt().to_string(),
+            key: b.etcd_ca_key().clone(),
+        },
     }
 }
 
@@ -193,7 +243,10 @@ pub fn cluster_secrets(b: &SecretsBundle) -> ClusterSecrets {
 /// (patches that do not apply, profiles that do not fit the hardware).
 pub fn render_checks(cluster: &Cluster) -> Vec<Diagnostic> {
     let placeholder = || SecretString::from("placeholder".to_string());
-    let cert = || CertAndKey { crt: "placeholder".into(), key: placeholder() };
+    let cert = || CertAndKey {
+        crt: "placeholder".into(),
+        key: placeholder(),
+    };
     let secrets = ClusterSecrets {
         cluster_id: placeholder(),
         cluster_secret: placeholder(),
@@ -208,7 +261,10 @@ pub fn render_checks(cluster: &Cluster) -> Vec<Diagnostic> {
         etcd: cert(),
     };
     match kforge_machine::render_cluster(cluster, &secrets, &FsReader) {
-        Ok(nodes) => nodes.into_iter().flat_map(|n: RenderedNode| n.diagnostics).collect(),
+        Ok(nodes) => nodes
+            .into_iter()
+            .flat_map(|n: RenderedNode| n.diagnostics)
+            .collect(),
         Err(d) => d,
     }
 }
@@ -216,22 +272,53 @@ pub fn render_checks(cluster: &Cluster) -> Vec<Diagnostic> {
 /// The talosconfig: context = cluster name, endpoints = control-plane IPs, nodes = all IPs,
 /// with the existing client certificate kept while it is valid (so re-running changes
 /// nothing), else a new one.
-fn talosconfig(args: &GenconfigArgs, cluster: &Cluster, bundle: &SecretsBundle, out_dir: &Path) -> Result<SecretString> {
+fn talosconfig(
+    args: &GenconfigArgs,
+    cluster: &Cluster,
+    bundle: &SecretsBundle,
+    out_dir: &Path,
+) -> Result<SecretString> {
     let name = cluster.name().to_string();
-    let endpoints: Vec<String> = cluster.nodes.iter().filter(|n| n.control_plane).flat_map(|n| n.ip_addresses.clone()).collect();
-    let nodes: Vec<String> = if args.disable_nodes_section { Vec::new() } else { cluster.nodes.iter().flat_map(|n| n.ip_addresses.clone()).collect() };
+    let endpoints: Vec<String> = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.control_plane)
+        .flat_map(|n| n.ip_addresses.clone())
+        .collect();
+    let nodes: Vec<String> = if args.disable_nodes_section {
+        Vec::new()
+    } else {
+        cluster
+            .nodes
+            .iter()
+            .flat_map(|n| n.ip_addresses.clone())
+            .collect()
+    };
     let now = now();
-    let existing = files::read_text(&out_dir.join("talosconfig")).ok().and_then(|t| Talosconfig::from_yaml(&t).ok());
-    let reusable = existing.as_ref().and_then(|tc| tc.contexts.get(&name)).and_then(|ctx| {
-        let crt = ctx.crt_pem().ok()?;
-        let key = ctx.key_pem().ok()?;
-        kforge_pki::client_cert_still_valid(bundle, &crt, &key, now, CERT_RENEW_BEFORE).then_some((crt, key))
-    });
+    let existing = files::read_text(&out_dir.join("talosconfig"))
+        .ok()
+        .and_then(|t| Talosconfig::from_yaml(&t).ok());
+    let reusable = existing
+        .as_ref()
+        .and_then(|tc| tc.contexts.get(&name))
+        .and_then(|ctx| {
+            let crt = ctx.crt_pem().ok()?;
+            let key = ctx.key_pem().ok()?;
+            kforge_pki::client_cert_still_valid(bundle, &crt, &key, now, CERT_RENEW_BEFORE)
+                .then_some((crt, key))
+        });
     let (crt, key) = match reusable {
         Some(ck) => ck,
         None => {
-            let ttl = parse_go_duration(&args.crt_ttl).with_context(|| format!("invalid --crt-ttl `{}`", args.crt_ttl))?;
-            let issued = kforge_pki::issue_talos_client_cert(bundle, kforge_pki::DEFAULT_TALOS_ROLES, now, ttl).context("cannot issue the talosconfig client certificate")?;
+            let ttl = parse_go_duration(&args.crt_ttl)
+                .with_context(|| format!("invalid --crt-ttl `{}`", args.crt_ttl))?;
+            let issued = kforge_pki::issue_talos_client_cert(
+                bundle,
+                kforge_pki::DEFAULT_TALOS_ROLES,
+                now,
+                ttl,
+            )
+            .context("cannot issue the talosconfig client certificate")?;
             (issued.crt_pem, issued.key_pem)
         }
     };
@@ -243,7 +330,9 @@ fn now() -> SystemTime {
     std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok())
-        .map_or_else(SystemTime::now, |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
+        .map_or_else(SystemTime::now, |s| {
+            SystemTime::UNIX_EPOCH + Duration::from_secs(s)
+        })
 }
 
 /// Go durations: `8760h`, `1h30m`, `90s`, `500ms`.
@@ -254,13 +343,19 @@ pub fn parse_go_duration(s: &str) -> Result<Duration> {
         bail!("empty duration");
     }
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if num_len == 0 {
             bail!("expected a number at `{rest}`");
         }
-        let n: f64 = rest[..num_len].parse().with_context(|| format!("`{}` is not a number", &rest[..num_len]))?;
+        let n: f64 = rest[..num_len]
+            .parse()
+            .with_context(|| format!("`{}` is not a number", &rest[..num_len]))?;
         rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let mult = match &rest[..unit_len] {
             "h" => 3600.0,
             "m" => 60.0,
@@ -287,14 +382,25 @@ fn print_redacted_diff(path: &Path, new: &SecretString) {
         return;
     }
     let diff = similar::TextDiff::from_lines(&old_text, &new_text);
-    let label_old = if old.is_some() { path.display().to_string() } else { "/dev/null".into() };
-    print!("{}", diff.unified_diff().context_radius(3).header(&label_old, &path.display().to_string()));
+    let label_old = if old.is_some() {
+        path.display().to_string()
+    } else {
+        "/dev/null".into()
+    };
+    print!(
+        "{}",
+        diff.unified_diff()
+            .context_radius(3)
+            .header(&label_old, &path.display().to_string())
+    );
 }
 
 /// The text with secret values (machine-config secret paths, talosconfig keys) replaced by
 /// `<secret sha256:…>`.
 pub fn redact(text: &str) -> String {
-    let Ok(nodes) = kforge_yaml::parse_all(text) else { return "<not YAML; not shown>\n".into() };
+    let Ok(nodes) = kforge_yaml::parse_all(text) else {
+        return "<not YAML; not shown>\n".into();
+    };
     let mut docs: Vec<Value> = nodes.iter().map(kforge_yaml::Node::to_value).collect();
     for d in &mut docs {
         for path in kforge_machine::secrets::SECRET_PATHS {
@@ -331,8 +437,14 @@ mod tests {
 
     #[test]
     fn go_durations() {
-        assert_eq!(parse_go_duration("8760h").unwrap(), Duration::from_secs(8760 * 3600));
-        assert_eq!(parse_go_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(
+            parse_go_duration("8760h").unwrap(),
+            Duration::from_secs(8760 * 3600)
+        );
+        assert_eq!(
+            parse_go_duration("1h30m").unwrap(),
+            Duration::from_secs(5400)
+        );
         assert!(parse_go_duration("5d").is_err());
     }
 
@@ -340,6 +452,9 @@ mod tests {
     fn redaction_hides_secrets_but_shows_changes() {
         let a = redact("machine:\n  token: abc\n  ca:\n    crt: public\n    key: private\n");
         assert!(!a.contains("abc") && !a.contains("private") && a.contains("public"));
-        assert_ne!(a, redact("machine:\n  token: abd\n  ca:\n    crt: public\n    key: private\n"));
+        assert_ne!(
+            a,
+            redact("machine:\n  token: abd\n  ca:\n    crt: public\n    key: private\n")
+        );
     }
 }

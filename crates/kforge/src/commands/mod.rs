@@ -30,7 +30,11 @@ pub fn run(cli: Cli) -> Result<Outcome> {
 
 /// Loads the cluster file named on the command line.
 pub fn load_cluster(args: &ClusterFileArgs, no_substitute: bool) -> Loaded {
-    let opts = LoadOptions { env_files: args.env_file.clone(), no_substitute, strict: args.strict };
+    let opts = LoadOptions {
+        env_files: args.env_file.clone(),
+        no_substitute,
+        strict: args.strict,
+    };
     let env: HashMap<String, String> = std::env::vars().collect();
     kforge_spec::load(&args.config_file, &opts, &FsReader, env)
 }

@@ -22,7 +22,11 @@ pub fn run(args: &ValidateArgs) -> Result<Outcome> {
         return Ok(Outcome::Failure);
     }
     if args.format == crate::report::Format::Human {
-        eprintln!("{} looks good: {} node(s), no errors", args.cluster.config_file.display(), loaded.cluster.map_or(0, |c| c.nodes.len()));
+        eprintln!(
+            "{} looks good: {} node(s), no errors",
+            args.cluster.config_file.display(),
+            loaded.cluster.map_or(0, |c| c.nodes.len())
+        );
     }
     Ok(Outcome::Success)
 }

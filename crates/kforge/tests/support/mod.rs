@@ -8,7 +8,10 @@ use std::process::{Command, Output};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
 }
 
 /// `../shared` beside the repository.
@@ -22,12 +25,19 @@ pub const EPOCH: &str = "1767225600";
 /// The kforge binary with a clean, reproducible environment.
 pub fn kforge(dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_kforge"));
-    c.current_dir(dir).env("SOURCE_DATE_EPOCH", EPOCH).env("NO_COLOR", "1").env_remove("SOPS_AGE_KEY").env_remove("SOPS_AGE_KEY_FILE");
+    c.current_dir(dir)
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .env("NO_COLOR", "1")
+        .env_remove("SOPS_AGE_KEY")
+        .env_remove("SOPS_AGE_KEY_FILE");
     c
 }
 
 pub fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 /// Copies a directory tree.
@@ -49,31 +59,63 @@ pub fn scrub(s: &str, tmp: &Path) -> String {
     s.replace(&tmp.display().to_string(), "[TMP]")
 }
 
+/// How a file is stored among expected files: a `.gitignore` would make git ignore the
+/// expected files beside it, so it is kept as `dot-gitignore`.
+fn stored_name(name: &str) -> String {
+    if name == ".gitignore" {
+        "dot-gitignore".into()
+    } else {
+        name.to_string()
+    }
+}
+
 /// Compares `actual` with `expected` file by file; with `KFORGE_BLESS=1` rewrites `expected`.
 pub fn assert_dir_matches(actual: &Path, expected: &Path) {
     let bless = std::env::var_os("KFORGE_BLESS").is_some();
-    let mut names: Vec<String> = std::fs::read_dir(actual).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(actual)
+        .unwrap()
+        .map(|e| stored_name(&e.unwrap().file_name().into_string().unwrap()))
+        .collect();
     names.sort();
     if bless {
         let _ = std::fs::remove_dir_all(expected);
         std::fs::create_dir_all(expected).unwrap();
         for n in &names {
-            std::fs::copy(actual.join(n), expected.join(n)).unwrap();
+            let real = if n == "dot-gitignore" {
+                ".gitignore"
+            } else {
+                n.as_str()
+            };
+            std::fs::copy(actual.join(real), expected.join(n)).unwrap();
         }
         return;
     }
     let mut want: Vec<String> = std::fs::read_dir(expected)
-        .unwrap_or_else(|_| panic!("{} is missing; run with KFORGE_BLESS=1 to create it", expected.display()))
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} is missing; run with KFORGE_BLESS=1 to create it",
+                expected.display()
+            )
+        })
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     want.sort();
     assert_eq!(names, want, "files in {}", actual.display());
     for n in &names {
-        let a = std::fs::read_to_string(actual.join(n)).unwrap();
+        let real = if n == "dot-gitignore" {
+            ".gitignore"
+        } else {
+            n.as_str()
+        };
+        let a = std::fs::read_to_string(actual.join(real)).unwrap();
         let b = std::fs::read_to_string(expected.join(n)).unwrap();
         if a != b {
             let diff = similar::TextDiff::from_lines(&b, &a);
-            panic!("{n} differs from {}:\n{}", expected.display(), diff.unified_diff().header("expected", "actual"));
+            panic!(
+                "{n} differs from {}:\n{}",
+                expected.display(),
+                diff.unified_diff().header("expected", "actual")
+            );
         }
     }
 }
