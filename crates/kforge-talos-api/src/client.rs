@@ -766,10 +766,7 @@ impl TalosClient {
                 count: targets.count(),
             });
         }
-        let request = pb::BootstrapRequest {
-            recover_etcd: options.recover_etcd,
-            recover_skip_hash_check: options.recover_skip_hash_check,
-        };
+        let request = options.to_request();
         let result = self
             .call(
                 OP,

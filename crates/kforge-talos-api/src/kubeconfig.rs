@@ -95,20 +95,20 @@ pub(crate) mod tests {
         assert_eq!(got.expose(), "apiVersion: v1\n");
     }
 
+    fn err(archive: Vec<u8>) -> String {
+        match extract_kubeconfig("n1", &SecretBytes::new(archive)) {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e.to_string(),
+        }
+    }
+
     #[test]
     fn explains_what_is_missing() {
-        let archive = tar_gz(&[("other", b"x")]);
-        let err = extract_kubeconfig("n1", &SecretBytes::new(archive))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("node n1") && err.contains("it holds only: other"), "{err}");
-        let err = extract_kubeconfig("n1", &SecretBytes::new(b"not gzip".to_vec()))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("not usable"), "{err}");
-        let err = extract_kubeconfig("n1", &SecretBytes::new(Vec::new()))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("no data"), "{err}");
+        let e = err(tar_gz(&[("other", b"x")]));
+        assert!(e.contains("node n1") && e.contains("it holds only: other"), "{e}");
+        let e = err(b"not gzip".to_vec());
+        assert!(e.contains("not usable"), "{e}");
+        let e = err(Vec::new());
+        assert!(e.contains("no data"), "{e}");
     }
 }

@@ -270,7 +270,7 @@ impl ApplyMode {
         }
     }
 
-    pub(crate) fn to_proto(self) -> pb::apply_configuration_request::Mode {
+    pub fn to_proto(self) -> pb::apply_configuration_request::Mode {
         use pb::apply_configuration_request::Mode;
         match self {
             ApplyMode::Reboot => Mode::Reboot,
@@ -281,7 +281,7 @@ impl ApplyMode {
         }
     }
 
-    pub(crate) fn from_proto(value: i32) -> Option<Self> {
+    pub fn from_proto(value: i32) -> Option<Self> {
         use pb::apply_configuration_request::Mode;
         Some(match Mode::try_from(value).ok()? {
             Mode::Reboot => ApplyMode::Reboot,
@@ -336,7 +336,8 @@ impl ApplyOptions {
         }
     }
 
-    pub(crate) fn to_request(self, config: &[u8]) -> pb::ApplyConfigurationRequest {
+    /// The request kforge sends (public so wire tests and simulators can inspect it).
+    pub fn to_request(self, config: &[u8]) -> pb::ApplyConfigurationRequest {
         pb::ApplyConfigurationRequest {
             data: config.to_vec(),
             mode: self.mode.to_proto() as i32,
@@ -379,6 +380,16 @@ pub struct BootstrapOptions {
     pub retry: RetryPolicy,
 }
 
+impl BootstrapOptions {
+    /// The request kforge sends.
+    pub fn to_request(&self) -> pb::BootstrapRequest {
+        pb::BootstrapRequest {
+            recover_etcd: self.recover_etcd,
+            recover_skip_hash_check: self.recover_skip_hash_check,
+        }
+    }
+}
+
 impl Default for BootstrapOptions {
     fn default() -> Self {
         BootstrapOptions {
@@ -410,7 +421,7 @@ pub enum RebootMode {
 }
 
 impl RebootMode {
-    pub(crate) fn to_proto(self) -> pb::reboot_request::Mode {
+    pub fn to_proto(self) -> pb::reboot_request::Mode {
         match self {
             RebootMode::Default => pb::reboot_request::Mode::Default,
             RebootMode::Powercycle => pb::reboot_request::Mode::Powercycle,
@@ -460,7 +471,8 @@ impl Default for ResetOptions {
 }
 
 impl ResetOptions {
-    pub(crate) fn to_request(&self) -> pb::ResetRequest {
+    /// The request kforge sends.
+    pub fn to_request(&self) -> pb::ResetRequest {
         pb::ResetRequest {
             graceful: self.graceful,
             reboot: self.reboot,
@@ -515,7 +527,8 @@ impl UpgradeOptions {
         }
     }
 
-    pub(crate) fn to_request(&self) -> pb::UpgradeRequest {
+    /// The request kforge sends.
+    pub fn to_request(&self) -> pb::UpgradeRequest {
         pb::UpgradeRequest {
             image: self.image.clone(),
             preserve: self.preserve,
