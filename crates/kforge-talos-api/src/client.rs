@@ -116,7 +116,11 @@ impl std::fmt::Debug for TalosClient {
         f.debug_struct("TalosClient")
             .field(
                 "endpoints",
-                &self.routes.iter().map(|r| r.endpoint.authority()).collect::<Vec<_>>(),
+                &self
+                    .routes
+                    .iter()
+                    .map(|r| r.endpoint.authority())
+                    .collect::<Vec<_>>(),
             )
             .field("call_timeout", &self.call_timeout)
             .field("retry", &self.retry)
@@ -195,8 +199,10 @@ fn inspect_cause(status: &tonic::Status) -> (Cause, String) {
     let mut current: Option<&(dyn std::error::Error + 'static)> = status.source();
     while let Some(err) = current {
         let text = err.to_string();
+        // Skip tonic's generic wrapper and text the status message already carries.
         if !text.is_empty()
-            && text != status.message()
+            && text != "transport error"
+            && !status.message().contains(&text)
             && texts.last().is_none_or(|last| !last.contains(&text))
         {
             texts.push(text);
@@ -255,6 +261,38 @@ fn bootstrap_waiting_for(code: tonic::Code, message: &str) -> Option<&'static st
     }
 }
 
+/// Suggestions for failures whose cause is usually a setup mistake.
+fn hint_for(code: tonic::Code, text: &str) -> Option<&'static str> {
+    if [
+        "UnknownCA",
+        "BadCertificate",
+        "CertificateRequired",
+        "AccessDenied",
+    ]
+    .iter()
+    .any(|alert| text.contains(alert))
+    {
+        Some(
+            "the node rejected the client certificate; check that the talosconfig belongs to \
+             this cluster, or use insecure (maintenance) mode for a node without a config",
+        )
+    } else if text.contains("UnknownIssuer") {
+        Some(
+            "the node's certificate is not signed by the talosconfig CA; a node in maintenance \
+             mode presents a self-signed certificate and needs insecure mode",
+        )
+    } else if text.contains("not valid for name") {
+        Some(
+            "the endpoint address is not in the node's certificate SANs; connect through a \
+             listed address or add it to machine.certSANs",
+        )
+    } else if code == tonic::Code::Unimplemented && text.contains("maintenance mode") {
+        Some("the node is in maintenance mode; apply a machine config first (insecure mode)")
+    } else {
+        None
+    }
+}
+
 struct StatusFailure {
     failure: AttemptFailure,
     /// Try the next endpoint: the request did not reach this one.
@@ -267,9 +305,12 @@ fn classify(
     operation: &'static str,
     endpoint: &ApiEndpoint,
     deadline: Duration,
+    deadline_passed: bool,
 ) -> StatusFailure {
     let code = status.code();
-    if code == tonic::Code::DeadlineExceeded {
+    // tonic enforces `grpc-timeout` on the client too and reports it as Cancelled.
+    if code == tonic::Code::DeadlineExceeded || (code == tonic::Code::Cancelled && deadline_passed)
+    {
         return StatusFailure {
             failure: AttemptFailure {
                 error: Error::DeadlineExceeded {
@@ -291,6 +332,9 @@ fn classify(
         (_, _, CallKind::Bootstrap) => bootstrap_waiting_for(code, status.message()),
         _ => None,
     };
+    let hint = hint_for(code, &format!("{}{detail}", status.message()))
+        .map(|h| format!("; hint: {h}"))
+        .unwrap_or_default();
     StatusFailure {
         failure: AttemptFailure {
             error: Error::Rpc {
@@ -299,6 +343,7 @@ fn classify(
                 code,
                 message: status.message().to_string(),
                 detail,
+                hint,
             },
             waiting_for,
         },
@@ -429,12 +474,7 @@ impl TalosClient {
         retry::run(
             retry,
             operation,
-            || {
-                last_endpoint
-                    .lock()
-                    .map(|l| l.clone())
-                    .unwrap_or_default()
-            },
+            || last_endpoint.lock().map(|l| l.clone()).unwrap_or_default(),
             || async {
                 let mut failure = None;
                 for (i, route) in self.routes.iter().enumerate() {
@@ -442,6 +482,7 @@ impl TalosClient {
                     let mut req = tonic::Request::new(request.clone());
                     req.set_timeout(deadline);
                     apply_metadata(req.metadata_mut(), &metadata);
+                    let started = std::time::Instant::now();
                     let outcome =
                         tokio::time::timeout(deadline, call(route.channel.clone(), req)).await;
                     let status = match outcome {
@@ -459,7 +500,14 @@ impl TalosClient {
                             });
                         }
                     };
-                    let classified = classify(kind, &status, operation, &route.endpoint, deadline);
+                    let classified = classify(
+                        kind,
+                        &status,
+                        operation,
+                        &route.endpoint,
+                        deadline,
+                        started.elapsed() >= deadline,
+                    );
                     let more = i + 1 < self.routes.len();
                     if !(classified.failover && more) {
                         return Err(classified.failure);
@@ -517,7 +565,14 @@ impl TalosClient {
         Fut: Future<Output = Result<Vec<Data>, tonic::Status>>,
     {
         let (chunks, endpoint) = self
-            .call(operation, CallKind::Read, targets, self.retry, request, call)
+            .call(
+                operation,
+                CallKind::Read,
+                targets,
+                self.retry,
+                request,
+                call,
+            )
             .await?;
         Ok((chunks, fallback_node(targets, &endpoint)))
     }
@@ -1027,7 +1082,10 @@ mod tests {
         );
         assert_eq!(got[0], NodeReply::ok("a", b"hello".to_vec()));
         assert_eq!(got[1], NodeReply::ok("b", b"world".to_vec()));
-        assert_eq!(got[2].result.as_ref().unwrap_err().message, "open /x: no such file");
+        assert_eq!(
+            got[2].result.as_ref().unwrap_err().message,
+            "open /x: no such file"
+        );
     }
 
     #[test]
@@ -1052,7 +1110,11 @@ mod tests {
     #[test]
     fn node_metadata_is_validated() {
         assert!(Targets::Node("a\nb".into()).metadata().is_err());
-        assert!(Targets::Nodes(vec!["ok".into(), "".into()]).metadata().is_err());
+        assert!(
+            Targets::Nodes(vec!["ok".into(), "".into()])
+                .metadata()
+                .is_err()
+        );
         let md = Targets::nodes(&["a", "b"]).metadata().unwrap();
         assert_eq!(md.len(), 2);
         assert!(md.iter().all(|(k, _)| *k == "nodes"));

@@ -134,7 +134,11 @@ pub struct ReadOutput {
 }
 
 /// `kforge talos read PATH`
-pub async fn read(client: &TalosClient, targets: &Targets, path: &str) -> Result<ReadOutput, Error> {
+pub async fn read(
+    client: &TalosClient,
+    targets: &Targets,
+    path: &str,
+) -> Result<ReadOutput, Error> {
     let replies = client.read(targets, path).await?;
     let mut out = ReadOutput {
         stderr: render::node_errors(&replies).unwrap_or_default(),
@@ -192,7 +196,9 @@ pub async fn bootstrap(
         OutputFormat::Table => match outcome {
             BootstrapOutcome::Bootstrapped => format!("etcd bootstrap started on {node}\n"),
             BootstrapOutcome::AlreadyBootstrapped => {
-                format!("etcd on {node} is already bootstrapped (etcd data directory is not empty)\n")
+                format!(
+                    "etcd on {node} is already bootstrapped (etcd data directory is not empty)\n"
+                )
             }
         },
     };

@@ -34,17 +34,24 @@ pub enum Error {
     InvalidNodeName { node: String },
 
     #[error("{operation} needs exactly one target node, got {count}; hint: pass a single node")]
-    NeedsOneNode { operation: &'static str, count: usize },
+    NeedsOneNode {
+        operation: &'static str,
+        count: usize,
+    },
 
     /// The gRPC call failed as a whole (no per-node reply). `detail` holds the transport
-    /// cause chain (e.g. "connection refused", "invalid peer certificate: UnknownIssuer").
-    #[error("{operation} via {endpoint} failed ({code}): {message}{detail}")]
+    /// cause chain (e.g. ": connection refused"), `hint` a suggestion ("; hint: …") or "".
+    #[error(
+        "{operation} via {endpoint} failed ({}): {message}{detail}{hint}",
+        crate::reply::code_label(.code)
+    )]
     Rpc {
         operation: &'static str,
         endpoint: String,
         code: tonic::Code,
         message: String,
         detail: String,
+        hint: String,
     },
 
     #[error(

@@ -27,8 +27,7 @@ pub fn extract_kubeconfig(node: &str, archive: &SecretBytes) -> Result<SecretStr
         .map_err(|e| fail("it is not a gzip-compressed tar archive".into(), Some(e)))?;
     let mut seen = Vec::new();
     for entry in entries {
-        let entry =
-            entry.map_err(|e| fail("reading the tar.gz archive failed".into(), Some(e)))?;
+        let entry = entry.map_err(|e| fail("reading the tar.gz archive failed".into(), Some(e)))?;
         let path = entry
             .path()
             .map(|p| p.to_string_lossy().into_owned())
@@ -42,7 +41,12 @@ pub fn extract_kubeconfig(node: &str, archive: &SecretBytes) -> Result<SecretStr
         entry
             .take(MAX_KUBECONFIG_BYTES + 1)
             .read_to_end(contents.expose_mut())
-            .map_err(|e| fail("reading `kubeconfig` from the archive failed".into(), Some(e)))?;
+            .map_err(|e| {
+                fail(
+                    "reading `kubeconfig` from the archive failed".into(),
+                    Some(e),
+                )
+            })?;
         if contents.expose().len() as u64 > MAX_KUBECONFIG_BYTES {
             return Err(fail(
                 format!("`kubeconfig` is larger than {MAX_KUBECONFIG_BYTES} bytes"),
@@ -105,7 +109,10 @@ pub(crate) mod tests {
     #[test]
     fn explains_what_is_missing() {
         let e = err(tar_gz(&[("other", b"x")]));
-        assert!(e.contains("node n1") && e.contains("it holds only: other"), "{e}");
+        assert!(
+            e.contains("node n1") && e.contains("it holds only: other"),
+            "{e}"
+        );
         let e = err(b"not gzip".to_vec());
         assert!(e.contains("not usable"), "{e}");
         let e = err(Vec::new());

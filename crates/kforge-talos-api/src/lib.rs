@@ -12,8 +12,8 @@
 //! - [`server_tls`]: rustls server configs and a TLS listener for tonic, shared by tests and
 //!   the node simulator.
 
-pub mod commands;
 mod client;
+pub mod commands;
 mod connection;
 mod endpoint;
 mod error;

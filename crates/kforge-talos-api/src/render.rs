@@ -42,7 +42,11 @@ pub fn node_errors<T>(replies: &[NodeReply<T>]) -> Option<String> {
     );
     for (node, e) in failures {
         match e.code {
-            Some(code) => out.push_str(&format!("\t* {node}: {} ({})\n", e.message, code_name(code))),
+            Some(code) => out.push_str(&format!(
+                "\t* {node}: {} ({})\n",
+                e.message,
+                code_name(code)
+            )),
             None => out.push_str(&format!("\t* {node}: {}\n", e.message)),
         }
     }
@@ -57,7 +61,14 @@ fn ok_rows<T>(replies: &[NodeReply<T>]) -> impl Iterator<Item = (&str, &T)> {
 
 pub fn version_table(replies: &[NodeReply<Version>]) -> String {
     let mut t = Table::new(&[
-        "NODE", "TAG", "SHA", "BUILT", "GO VERSION", "OS/ARCH", "PLATFORM", "RBAC",
+        "NODE",
+        "TAG",
+        "SHA",
+        "BUILT",
+        "GO VERSION",
+        "OS/ARCH",
+        "PLATFORM",
+        "RBAC",
     ]);
     for (node, v) in ok_rows(replies) {
         t.row(vec![
@@ -287,7 +298,9 @@ pub fn apply_config_table(replies: &[NodeReply<ApplyConfigurationResult>]) -> St
     for (node, r) in ok_rows(replies) {
         t.row(vec![
             node.into(),
-            r.mode.map(|m| m.name().to_string()).unwrap_or_else(|| "unknown".into()),
+            r.mode
+                .map(|m| m.name().to_string())
+                .unwrap_or_else(|| "unknown".into()),
             r.mode_details.replace('\n', " "),
         ]);
     }
@@ -372,7 +385,10 @@ mod tests {
             ],
         };
         let replies = vec![
-            NodeReply::ok("10.5.0.2", vec![svc("apid", false, true), svc("etcd", false, false)]),
+            NodeReply::ok(
+                "10.5.0.2",
+                vec![svc("apid", false, true), svc("etcd", false, false)],
+            ),
             NodeReply {
                 node: "10.5.0.3".into(),
                 result: Err(NodeError {
@@ -408,7 +424,7 @@ mod tests {
             memavailable: 2_048_000,
             ..Default::default()
         };
-        let out = memory_table(&[NodeReply::ok("n1", m.clone())]);
+        let out = memory_table(&[NodeReply::ok("n1", m)]);
         assert_eq!(
             out.lines().nth(1).unwrap(),
             "n1     4000    1900   1000   10       100       1000    2000"

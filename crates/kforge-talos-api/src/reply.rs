@@ -87,6 +87,10 @@ pub(crate) fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
+pub(crate) fn code_label(code: &tonic::Code) -> &'static str {
+    code_name(*code)
+}
+
 /// The node-level error carried by `metadata`, if any.
 pub(crate) fn metadata_error(metadata: Option<&Metadata>) -> Option<NodeError> {
     let md = metadata?;
@@ -162,7 +166,10 @@ mod tests {
         ];
         let replies = collect(msgs, "fallback", |m| Some(m), |m| m.hostname);
         assert_eq!(replies.len(), 3);
-        assert_eq!(replies[0], NodeReply::ok("10.0.0.1", "10.0.0.1".to_string()));
+        assert_eq!(
+            replies[0],
+            NodeReply::ok("10.0.0.1", "10.0.0.1".to_string())
+        );
         assert_eq!(replies[1].node, "10.0.0.2");
         let err = replies[1].result.as_ref().unwrap_err();
         assert_eq!(err.code, Some(tonic::Code::FailedPrecondition));

@@ -54,7 +54,9 @@ impl RetryPolicy {
 
     /// Sleep before attempt `attempt + 1` (attempt counts from 1).
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
+        let factor = 1u32
+            .checked_shl(attempt.saturating_sub(1))
+            .unwrap_or(u32::MAX);
         self.initial_backoff
             .checked_mul(factor)
             .unwrap_or(self.max_backoff)
@@ -154,10 +156,15 @@ mod tests {
             max_elapsed: Duration::from_secs(5),
         };
         let mut calls = 0;
-        let err = run(policy, "Version", || "10.0.0.1:50000".into(), || {
-            calls += 1;
-            async { Err::<(), _>(transient()) }
-        })
+        let err = run(
+            policy,
+            "Version",
+            || "10.0.0.1:50000".into(),
+            || {
+                calls += 1;
+                async { Err::<(), _>(transient()) }
+            },
+        )
         .await
         .unwrap_err();
         assert_eq!(calls, 3);

@@ -220,9 +220,14 @@ mod tests {
     #[test]
     fn certificate_errors_name_what_was_found() {
         let err = parse_certificates("the CA", "").unwrap_err().to_string();
-        assert!(err.contains("the CA") && err.contains("no PEM blocks"), "{err}");
+        assert!(
+            err.contains("the CA") && err.contains("no PEM blocks"),
+            "{err}"
+        );
         let only_key = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
-        let err = parse_certificates("the CA", only_key).unwrap_err().to_string();
+        let err = parse_certificates("the CA", only_key)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("only PRIVATE KEY"), "{err}");
     }
 
@@ -249,7 +254,9 @@ mod tests {
             parse_private_key("k", &wrap("RSA PRIVATE KEY")).unwrap(),
             PrivateKeyDer::Pkcs1(_)
         ));
-        let err = parse_private_key("k", &wrap("CERTIFICATE")).unwrap_err().to_string();
+        let err = parse_private_key("k", &wrap("CERTIFICATE"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("only CERTIFICATE"), "{err}");
         // The key bytes never show up in errors.
         assert!(!err.contains("AAECAw"), "{err}");

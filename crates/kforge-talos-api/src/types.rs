@@ -66,7 +66,9 @@ fn serialize_time<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, 
 
 pub(crate) fn system_time(ts: Option<prost_types::Timestamp>) -> Option<SystemTime> {
     let ts = ts?;
-    let nanos = u32::try_from(ts.nanos).ok().filter(|n| *n < 1_000_000_000)?;
+    let nanos = u32::try_from(ts.nanos)
+        .ok()
+        .filter(|n| *n < 1_000_000_000)?;
     if ts.seconds >= 0 {
         UNIX_EPOCH.checked_add(Duration::new(ts.seconds.unsigned_abs(), nanos))
     } else {

@@ -43,7 +43,10 @@ fn apply_configuration_every_mode_and_flags() {
         let mut o = ApplyOptions::new(mode);
         o.dry_run = true;
         // field 4 = mode, field 5 = dry_run
-        assert_bytes(&o.to_request(b"x"), &[0x0a, 0x01, 0x78, 0x20, value, 0x28, 0x01]);
+        assert_bytes(
+            &o.to_request(b"x"),
+            &[0x0a, 0x01, 0x78, 0x20, value, 0x28, 0x01],
+        );
     }
     // TRY carries try_mode_timeout (field 6, Duration{seconds: 90}).
     let mut o = ApplyOptions::new(ApplyMode::Try);
@@ -72,7 +75,10 @@ fn bootstrap_request() {
 
 #[test]
 fn small_requests() {
-    assert_bytes(&pb::EtcdMemberListRequest { query_local: true }, &[0x08, 0x01]);
+    assert_bytes(
+        &pb::EtcdMemberListRequest { query_local: true },
+        &[0x08, 0x01],
+    );
     let id = |id: &str| {
         let mut v = vec![0x0a, id.len() as u8];
         v.extend_from_slice(id.as_bytes());
@@ -80,7 +86,12 @@ fn small_requests() {
     };
     assert_bytes(&pb::ServiceStartRequest { id: "etcd".into() }, &id("etcd"));
     assert_bytes(&pb::ServiceStopRequest { id: "etcd".into() }, &id("etcd"));
-    assert_bytes(&pb::ServiceRestartRequest { id: "kubelet".into() }, &id("kubelet"));
+    assert_bytes(
+        &pb::ServiceRestartRequest {
+            id: "kubelet".into(),
+        },
+        &id("kubelet"),
+    );
     assert_bytes(
         &pb::ReadRequest {
             path: "/etc/os-release".into(),
@@ -235,10 +246,9 @@ fn reply_field_numbers() {
     assert_eq!(status.errors, ["e"]);
 
     // ApplyConfiguration reply: warnings 2, mode 3, mode_details 4.
-    let apply = pb::ApplyConfiguration::decode(
-        &[0x12, 0x01, b'w', 0x18, 0x02, 0x22, 0x01, b'd'][..],
-    )
-    .unwrap();
+    let apply =
+        pb::ApplyConfiguration::decode(&[0x12, 0x01, b'w', 0x18, 0x02, 0x22, 0x01, b'd'][..])
+            .unwrap();
     assert_eq!(apply.warnings, ["w"]);
     assert_eq!(ApplyMode::from_proto(apply.mode), Some(ApplyMode::NoReboot));
     assert_eq!(apply.mode_details, "d");
@@ -275,12 +285,30 @@ fn reply_field_numbers() {
     assert!(v.features.unwrap().rbac);
 
     // Reboot/Reset actor_id 2, Upgrade ack 2 and actor_id 3, Hostname 2, ServiceStart resp 2.
-    assert_eq!(pb::Reboot::decode(&[0x12, 0x01, b'a'][..]).unwrap().actor_id, "a");
-    assert_eq!(pb::Reset::decode(&[0x12, 0x01, b'a'][..]).unwrap().actor_id, "a");
+    assert_eq!(
+        pb::Reboot::decode(&[0x12, 0x01, b'a'][..])
+            .unwrap()
+            .actor_id,
+        "a"
+    );
+    assert_eq!(
+        pb::Reset::decode(&[0x12, 0x01, b'a'][..]).unwrap().actor_id,
+        "a"
+    );
     let up = pb::Upgrade::decode(&[0x12, 0x01, b'k', 0x1a, 0x01, b'a'][..]).unwrap();
     assert_eq!((up.ack.as_str(), up.actor_id.as_str()), ("k", "a"));
-    assert_eq!(pb::Hostname::decode(&[0x12, 0x01, b'h'][..]).unwrap().hostname, "h");
-    assert_eq!(pb::ServiceStart::decode(&[0x12, 0x01, b'r'][..]).unwrap().resp, "r");
+    assert_eq!(
+        pb::Hostname::decode(&[0x12, 0x01, b'h'][..])
+            .unwrap()
+            .hostname,
+        "h"
+    );
+    assert_eq!(
+        pb::ServiceStart::decode(&[0x12, 0x01, b'r'][..])
+            .unwrap()
+            .resp,
+        "r"
+    );
 }
 
 /// /proc/meminfo order, as numbered 1..48 in the Talos API.
@@ -352,7 +380,7 @@ fn meminfo_all_48_field_numbers() {
         varint(1000 + n, &mut bytes);
     }
     let m = MemInfo::decode(bytes.as_slice()).unwrap();
-    let json = serde_json::to_value(&m).unwrap();
+    let json = serde_json::to_value(m).unwrap();
     let obj = json.as_object().unwrap();
     assert_eq!(obj.len(), 48);
     for (i, name) in MEMINFO_FIELDS.iter().enumerate() {
@@ -368,7 +396,9 @@ fn meminfo_all_48_field_numbers() {
     };
     assert_bytes(
         &m,
-        &[0x08, 0x01, 0x80, 0x01, 0x02, 0xe8, 0x02, 0x04, 0x80, 0x03, 0x03],
+        &[
+            0x08, 0x01, 0x80, 0x01, 0x02, 0xe8, 0x02, 0x04, 0x80, 0x03, 0x03,
+        ],
     );
 }
 
@@ -376,6 +406,12 @@ fn meminfo_all_48_field_numbers() {
 fn grpc_service_names() {
     use kforge_talos_api::proto::cluster::cluster_service_server;
     use kforge_talos_api::proto::machine::machine_service_server;
-    assert_eq!(machine_service_server::SERVICE_NAME, "machine.MachineService");
-    assert_eq!(cluster_service_server::SERVICE_NAME, "cluster.ClusterService");
+    assert_eq!(
+        machine_service_server::SERVICE_NAME,
+        "machine.MachineService"
+    );
+    assert_eq!(
+        cluster_service_server::SERVICE_NAME,
+        "cluster.ClusterService"
+    );
 }
