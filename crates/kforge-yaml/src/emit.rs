@@ -3,9 +3,15 @@
 //! the next multiple of the indent (the rule that puts sops' `enc: |` payload two columns
 //! under its key), multi-line strings as literal blocks, double quotes when a plain scalar
 //! would read back as something else.
+//!
+//! The emitter lays out any tree that implements [`EmitNode`]; [`Value`] does. Other models
+//! implement it when their scalars have their own plain forms (sops trees write Go floats as
+//! `1e+06` and timestamps unquoted, as `yaml.v3` does for `float64` and `time.Time`).
 
+use std::borrow::Cow;
+
+use crate::Value;
 use crate::resolve::needs_quotes_for_type;
-use crate::{Mapping, Value};
 
 /// How to lay out a document.
 #[derive(Clone, Copy, Debug)]
@@ -20,25 +26,70 @@ impl Default for EmitOptions {
     }
 }
 
+/// What the emitter needs to know about one node of a tree.
+pub enum Shape<'a, N> {
+    /// A mapping, in order. Empty mappings are written `{}`.
+    Map(Vec<(&'a str, &'a N)>),
+    /// A sequence. Empty sequences are written `[]`.
+    Seq(&'a [N]),
+    /// A string: plain when that reads back as the same string, else double-quoted;
+    /// multi-line strings as literal blocks.
+    Str(&'a str),
+    /// A non-string scalar already in its plain form (`42`, `true`, `null`,
+    /// `2024-01-01T00:00:00Z`), written as given.
+    Plain(Cow<'a, str>),
+}
+
+/// A tree the emitter can lay out.
+pub trait EmitNode: Sized {
+    fn shape(&self) -> Shape<'_, Self>;
+}
+
+impl EmitNode for Value {
+    fn shape(&self) -> Shape<'_, Self> {
+        match self {
+            Value::Object(m) => Shape::Map(m.iter().map(|(k, v)| (k.as_str(), v)).collect()),
+            Value::Array(a) => Shape::Seq(a),
+            Value::String(s) => Shape::Str(s),
+            Value::Null => Shape::Plain(Cow::Borrowed("null")),
+            Value::Bool(b) => Shape::Plain(Cow::Borrowed(if *b { "true" } else { "false" })),
+            Value::Number(n) => Shape::Plain(Cow::Owned(number_str(n))),
+        }
+    }
+}
+
 /// One document with a 2-space indent.
 pub fn to_string(v: &Value) -> String {
     to_string_with(v, EmitOptions::default())
 }
 
 pub fn to_string_with(v: &Value, opts: EmitOptions) -> String {
-    let mut e = Emitter { out: String::new(), best: opts.indent.max(2) };
-    e.top(v);
-    e.out
+    node_to_string(v, opts)
 }
 
 /// Several documents separated by `---` lines.
 pub fn to_string_multi(docs: &[Value], opts: EmitOptions) -> String {
+    nodes_to_string(docs, opts)
+}
+
+/// One document of any [`EmitNode`] tree.
+pub fn node_to_string<N: EmitNode>(v: &N, opts: EmitOptions) -> String {
+    let mut e = Emitter {
+        out: String::new(),
+        best: opts.indent.max(2),
+    };
+    e.top(v);
+    e.out
+}
+
+/// Several documents of any [`EmitNode`] tree, separated by `---` lines.
+pub fn nodes_to_string<N: EmitNode>(docs: &[N], opts: EmitOptions) -> String {
     let mut out = String::new();
     for (i, d) in docs.iter().enumerate() {
         if i > 0 {
             out.push_str("---\n");
         }
-        out.push_str(&to_string_with(d, opts));
+        out.push_str(&node_to_string(d, opts));
     }
     out
 }
@@ -57,78 +108,88 @@ impl Emitter {
         self.out.extend(std::iter::repeat_n(' ', n));
     }
 
-    fn top(&mut self, v: &Value) {
-        match v {
-            Value::Object(m) if !m.is_empty() => self.map(m, 0, false),
-            Value::Array(a) if !a.is_empty() => self.seq(a, 0, false),
-            Value::String(s) if is_multiline(s) && literal_ok(s) => {
+    fn top<N: EmitNode>(&mut self, v: &N) {
+        match v.shape() {
+            Shape::Map(m) if !m.is_empty() => self.map(&m, 0, false),
+            Shape::Seq(a) if !a.is_empty() => self.seq(a, 0, false),
+            Shape::Str(s) if is_multiline(s) && literal_ok(s) => {
                 self.out.push('|');
-                self.literal(s, 0 + self.best);
+                self.literal(s, self.best);
             }
             other => {
-                self.out.push_str(&inline(other));
+                self.inline(&other);
                 self.out.push('\n');
             }
         }
     }
 
-    fn map(&mut self, m: &Mapping, ind: usize, first_inline: bool) {
+    fn map<N: EmitNode>(&mut self, m: &[(&str, &N)], ind: usize, first_inline: bool) {
         for (i, (k, v)) in m.iter().enumerate() {
             if i > 0 || !first_inline {
                 self.pad(ind);
             }
             self.out.push_str(&scalar_str(k));
             self.out.push(':');
-            match v {
-                Value::Object(cm) if !cm.is_empty() => {
+            match v.shape() {
+                Shape::Map(cm) if !cm.is_empty() => {
                     self.out.push('\n');
                     let ci = self.child_indent(ind);
-                    self.map(cm, ci, false);
+                    self.map(&cm, ci, false);
                 }
-                Value::Array(ca) if !ca.is_empty() => {
+                Shape::Seq(ca) if !ca.is_empty() => {
                     self.out.push('\n');
                     let ci = self.child_indent(ind);
                     self.seq(ca, ci, false);
                 }
-                Value::String(s) if is_multiline(s) && literal_ok(s) => {
+                Shape::Str(s) if is_multiline(s) && literal_ok(s) => {
                     self.out.push_str(" |");
                     let ci = self.child_indent(ind);
                     self.literal(s, ci);
                 }
                 other => {
                     self.out.push(' ');
-                    self.out.push_str(&inline(other));
+                    self.inline(&other);
                     self.out.push('\n');
                 }
             }
         }
     }
 
-    fn seq(&mut self, a: &[Value], ind: usize, first_inline: bool) {
+    fn seq<N: EmitNode>(&mut self, a: &[N], ind: usize, first_inline: bool) {
         for (i, v) in a.iter().enumerate() {
             if i > 0 || !first_inline {
                 self.pad(ind);
             }
             self.out.push('-');
-            match v {
-                Value::Object(cm) if !cm.is_empty() => {
+            match v.shape() {
+                Shape::Map(cm) if !cm.is_empty() => {
                     self.out.push(' ');
-                    self.map(cm, ind + 2, true);
+                    self.map(&cm, ind + 2, true);
                 }
-                Value::Array(ca) if !ca.is_empty() => {
+                Shape::Seq(ca) if !ca.is_empty() => {
                     self.out.push(' ');
                     self.seq(ca, ind + 2, true);
                 }
-                Value::String(s) if is_multiline(s) && literal_ok(s) => {
+                Shape::Str(s) if is_multiline(s) && literal_ok(s) => {
                     self.out.push_str(" |");
                     self.literal(s, ind + 2);
                 }
                 other => {
                     self.out.push(' ');
-                    self.out.push_str(&inline(other));
+                    self.inline(&other);
                     self.out.push('\n');
                 }
             }
+        }
+    }
+
+    /// A scalar or an empty collection on the current line.
+    fn inline<N>(&mut self, shape: &Shape<'_, N>) {
+        match shape {
+            Shape::Map(_) => self.out.push_str("{}"),
+            Shape::Seq(_) => self.out.push_str("[]"),
+            Shape::Str(s) => self.out.push_str(&scalar_str(s)),
+            Shape::Plain(p) => self.out.push_str(p),
         }
     }
 
@@ -163,26 +224,18 @@ fn is_multiline(s: &str) -> bool {
 fn literal_ok(s: &str) -> bool {
     !s.starts_with(' ')
         && !s.starts_with('\n')
-        && s.split('\n').all(|l| !l.ends_with(' ') && !l.ends_with('\t'))
+        && s.split('\n')
+            .all(|l| !l.ends_with(' ') && !l.ends_with('\t'))
         && s.chars().all(|c| c == '\n' || c == '\t' || is_printable(c))
 }
 
-fn inline(v: &Value) -> String {
-    match v {
-        Value::Null => "null".to_string(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                i.to_string()
-            } else if let Some(u) = n.as_u64() {
-                u.to_string()
-            } else {
-                float_str(n.as_f64().unwrap_or(0.0))
-            }
-        }
-        Value::String(s) => scalar_str(s),
-        Value::Array(_) => "[]".to_string(),
-        Value::Object(_) => "{}".to_string(),
+fn number_str(n: &serde_json::Number) -> String {
+    if let Some(i) = n.as_i64() {
+        i.to_string()
+    } else if let Some(u) = n.as_u64() {
+        u.to_string()
+    } else {
+        float_str(n.as_f64().unwrap_or(0.0))
     }
 }
 
@@ -190,7 +243,11 @@ fn float_str(f: f64) -> String {
     if f.is_nan() {
         ".nan".into()
     } else if f.is_infinite() {
-        if f > 0.0 { ".inf".into() } else { "-.inf".into() }
+        if f > 0.0 {
+            ".inf".into()
+        } else {
+            "-.inf".into()
+        }
     } else {
         // Debug keeps a `.0` or an exponent, so the text reads back as a float.
         format!("{f:?}")
@@ -199,11 +256,17 @@ fn float_str(f: f64) -> String {
 
 /// A string as a plain scalar when that reads back as the same string, else double-quoted.
 fn scalar_str(s: &str) -> String {
-    if plain_ok(s) { s.to_string() } else { double_quoted(s) }
+    if plain_ok(s) {
+        s.to_string()
+    } else {
+        double_quoted(s)
+    }
 }
 
 fn plain_ok(s: &str) -> bool {
-    let Some(first) = s.chars().next() else { return false };
+    let Some(first) = s.chars().next() else {
+        return false;
+    };
     if needs_quotes_for_type(s) || s == "<<" {
         return false;
     }
@@ -213,14 +276,15 @@ fn plain_ok(s: &str) -> bool {
     let second_is_space = s.chars().nth(1).is_none_or(char::is_whitespace);
     match first {
         '-' | '?' | ':' if second_is_space => return false,
-        ',' | '[' | ']' | '{' | '}' | '#' | '&' | '*' | '!' | '|' | '>' | '\'' | '"' | '%' | '@'
-        | '`' => return false,
+        ',' | '[' | ']' | '{' | '}' | '#' | '&' | '*' | '!' | '|' | '>' | '\'' | '"' | '%'
+        | '@' | '`' => return false,
         _ => {}
     }
     if s.contains(": ") || s.contains(" #") || s.ends_with(':') {
         return false;
     }
-    s.chars().all(|c| c != '\t' && c != '\n' && c != '\r' && is_printable(c))
+    s.chars()
+        .all(|c| c != '\t' && c != '\n' && c != '\r' && is_printable(c))
 }
 
 fn is_printable(c: char) -> bool {
@@ -263,7 +327,9 @@ mod tests {
 
     fn roundtrip(v: &Value, indent: usize) {
         let text = to_string_with(v, EmitOptions { indent });
-        let back = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}")).to_value();
+        let back = parse(&text)
+            .unwrap_or_else(|e| panic!("{e}\n{text}"))
+            .to_value();
         assert_eq!(&back, v, "\n{text}");
     }
 
@@ -296,9 +362,30 @@ mod tests {
     #[test]
     fn quoting() {
         for s in [
-            "true", "on", "0644", "1.5", "", " lead", "trail ", "a: b", "a #b", "#c", "- x", "*x",
-            "null", "~", "2026-01-01", "tab\there", "back\\slash \"q\"", "\u{7}", "{x}", "x:",
-            "<<", "12:30", "-", "@at",
+            "true",
+            "on",
+            "0644",
+            "1.5",
+            "",
+            " lead",
+            "trail ",
+            "a: b",
+            "a #b",
+            "#c",
+            "- x",
+            "*x",
+            "null",
+            "~",
+            "2026-01-01",
+            "tab\there",
+            "back\\slash \"q\"",
+            "\u{7}",
+            "{x}",
+            "x:",
+            "<<",
+            "12:30",
+            "-",
+            "@at",
         ] {
             roundtrip(&json!({ "k": s, s: 1 }), 2);
         }
@@ -309,7 +396,15 @@ mod tests {
 
     #[test]
     fn multiline_strings() {
-        for s in ["a\nb\n", "a\nb", "a\n\nb\n\n", "  lead\nx\n", "trail \nx\n", "x\r\ny\n", "\nx\n"] {
+        for s in [
+            "a\nb\n",
+            "a\nb",
+            "a\n\nb\n\n",
+            "  lead\nx\n",
+            "trail \nx\n",
+            "x\r\ny\n",
+            "\nx\n",
+        ] {
             roundtrip(&json!({ "k": s, "l": [s, {"m": s}] }), 2);
             roundtrip(&json!({ "k": s, "l": [s, {"m": s}] }), 4);
         }
@@ -317,9 +412,60 @@ mod tests {
         assert_eq!(to_string(&json!({"k": "a\nb"})), "k: |-\n  a\n  b\n");
     }
 
+    /// A tree with its own plain scalar forms, as sops writes Go `float64` and `time.Time`.
+    enum Custom {
+        Map(Vec<(String, Custom)>),
+        Seq(Vec<Custom>),
+        Str(String),
+        Plain(String),
+    }
+
+    impl EmitNode for Custom {
+        fn shape(&self) -> Shape<'_, Self> {
+            match self {
+                Custom::Map(m) => Shape::Map(m.iter().map(|(k, v)| (k.as_str(), v)).collect()),
+                Custom::Seq(a) => Shape::Seq(a),
+                Custom::Str(s) => Shape::Str(s),
+                Custom::Plain(p) => Shape::Plain(Cow::Borrowed(p)),
+            }
+        }
+    }
+
+    #[test]
+    fn custom_trees_write_plain_scalars_as_given() {
+        let m = |v: Vec<(&str, Custom)>| {
+            Custom::Map(v.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+        };
+        let doc = m(vec![
+            ("f", Custom::Plain("1e+06".into())),
+            ("t", Custom::Plain("2024-01-01T00:00:00Z".into())),
+            ("s", Custom::Str("2024-01-01T00:00:00Z".into())),
+            (
+                "l",
+                Custom::Seq(vec![
+                    Custom::Plain(".inf".into()),
+                    m(vec![("k", Custom::Str("a\nb\n".into()))]),
+                ]),
+            ),
+            ("e", Custom::Seq(vec![])),
+            ("o", m(vec![])),
+        ]);
+        let text = nodes_to_string(
+            &[doc, m(vec![("x", Custom::Plain("1".into()))])],
+            EmitOptions { indent: 4 },
+        );
+        assert_eq!(
+            text,
+            "f: 1e+06\nt: 2024-01-01T00:00:00Z\ns: \"2024-01-01T00:00:00Z\"\nl:\n    - .inf\n    - k: |\n        a\n        b\ne: []\no: {}\n---\nx: 1\n"
+        );
+    }
+
     #[test]
     fn numbers_and_nesting() {
-        roundtrip(&json!({"i": -5, "u": u64::MAX, "f": 1.0, "g": 0.1, "h": 1e300, "n": null, "b": false}), 2);
+        roundtrip(
+            &json!({"i": -5, "u": u64::MAX, "f": 1.0, "g": 0.1, "h": 1e300, "n": null, "b": false}),
+            2,
+        );
         roundtrip(&json!([[1, [2, 3]], {"a": [{"b": {"c": [1]}}]}, []]), 2);
         roundtrip(&json!([[1, [2, 3]], {"a": [{"b": {"c": [1]}}]}, []]), 4);
         assert_eq!(to_string(&json!({"f": 1.0})), "f: 1.0\n");
