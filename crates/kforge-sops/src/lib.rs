@@ -153,10 +153,30 @@ pub fn is_sops_file(text: &str, format: Format) -> bool {
     }
 }
 
-/// The age recipients a sops file is encrypted for (from its metadata, without decrypting).
-pub fn file_recipients(text: &str, format: Format) -> Result<Vec<String>, SopsError> {
+/// What a sops file's metadata says, read without decrypting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SopsFileInfo {
+    /// The age recipients the data key is encrypted for.
+    pub recipients: Vec<String>,
+    /// `sops.lastmodified` (`None` if it lies before 1970).
+    pub lastmodified: Option<SystemTime>,
+    /// `sops.version`.
+    pub version: String,
+    pub rule: PartialEncryption,
+    pub mac_only_encrypted: bool,
+}
+
+/// Reads a sops file's metadata (recipients, rule, …) without decrypting it.
+pub fn file_info(text: &str, format: Format) -> Result<SopsFileInfo, SopsError> {
     let loaded = stores::load(text, format)?;
-    Ok(read_metadata(&loaded, format)?.age.into_iter().map(|e| e.recipient).collect())
+    let m = read_metadata(&loaded, format)?;
+    Ok(SopsFileInfo {
+        recipients: m.age.into_iter().map(|e| e.recipient).collect(),
+        lastmodified: m.lastmodified.to_system_time(),
+        version: m.version,
+        rule: m.rule,
+        mac_only_encrypted: m.mac_only_encrypted,
+    })
 }
 
 fn read_metadata(loaded: &Loaded, format: Format) -> Result<Metadata, SopsError> {

@@ -255,12 +255,27 @@ fn float_str(f: f64) -> String {
 }
 
 /// A string as a plain scalar when that reads back as the same string, else double-quoted.
+/// A string as `yaml.v3` writes it: double quotes when a plain scalar would read back as
+/// another type, plain when the syntax allows, else single quotes, else double quotes.
 fn scalar_str(s: &str) -> String {
-    if plain_ok(s) {
+    if needs_quotes_for_type(s) || s == "<<" {
+        double_quoted(s)
+    } else if plain_ok(s) {
         s.to_string()
+    } else if single_quote_ok(s) {
+        format!("'{}'", s.replace('\'', "''"))
     } else {
         double_quoted(s)
     }
+}
+
+/// Single quotes cannot carry line breaks, tabs or non-printable characters.
+fn single_quote_ok(s: &str) -> bool {
+    s.chars().all(|c| c != '\t' && !is_break(c) && is_printable(c))
+}
+
+fn is_break(c: char) -> bool {
+    matches!(c, '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}')
 }
 
 fn plain_ok(s: &str) -> bool {
@@ -270,7 +285,7 @@ fn plain_ok(s: &str) -> bool {
     if needs_quotes_for_type(s) || s == "<<" {
         return false;
     }
-    if first.is_whitespace() || s.ends_with(char::is_whitespace) {
+    if first == ' ' || s.ends_with(' ') {
         return false;
     }
     let second_is_space = s.chars().nth(1).is_none_or(char::is_whitespace);
@@ -298,6 +313,7 @@ fn is_printable(c: char) -> bool {
     }
 }
 
+/// Double quotes with `yaml.v3`'s escapes.
 fn double_quoted(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
@@ -305,10 +321,18 @@ fn double_quoted(s: &str) -> String {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
             '\0' => out.push_str("\\0"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\u{b}' => out.push_str("\\v"),
+            '\u{c}' => out.push_str("\\f"),
+            '\r' => out.push_str("\\r"),
+            '\u{1b}' => out.push_str("\\e"),
+            '\u{85}' => out.push_str("\\N"),
+            '\u{2028}' => out.push_str("\\L"),
+            '\u{2029}' => out.push_str("\\P"),
             c if is_printable(c) => out.push(c),
             c if (c as u32) <= 0xff => out.push_str(&format!("\\x{:02X}", c as u32)),
             c if (c as u32) <= 0xffff => out.push_str(&format!("\\u{:04X}", c as u32)),
@@ -392,6 +416,36 @@ mod tests {
         assert_eq!(to_string(&json!({"k": "10.0.1.10"})), "k: 10.0.1.10\n");
         assert_eq!(to_string(&json!({"k": "-foo"})), "k: -foo\n");
         assert_eq!(to_string(&json!({"k": "true"})), "k: \"true\"\n");
+    }
+
+    #[test]
+    fn quote_styles_like_yaml_v3() {
+        // Outputs of Go yaml.v3 (through sops 3.11) for these strings.
+        for (s, want) in [
+            (" lead", "' lead'"),
+            ("trail ", "'trail '"),
+            ("a: b", "'a: b'"),
+            ("#c", "'#c'"),
+            ("- x", "'- x'"),
+            ("*x", "'*x'"),
+            ("{x}", "'{x}'"),
+            ("x:", "'x:'"),
+            ("it's: x", "'it''s: x'"),
+            ("é: ü", "'é: ü'"),
+            ("-", "'-'"),
+            ("a #b", "'a #b'"),
+            (":x", ":x"),
+            ("x\u{a0}", "x\u{a0}"),
+            ("yes", "\"yes\""),
+            ("", "\"\""),
+            ("tab\there", "\"tab\\there\""),
+            ("x\ry", "\"x\\ry\""),
+            ("a\u{7}b", "\"a\\ab\""),
+            ("x\u{85}y\u{2028}z\u{feff}\u{1b}\u{b}\u{a0}", "\"x\\Ny\\Lz\\uFEFF\\e\\v\u{a0}\""),
+        ] {
+            assert_eq!(to_string(&json!({ "k": s })), format!("k: {want}\n"), "{s:?}");
+        }
+        assert_eq!(to_string(&json!({ "k: y": 1 })), "'k: y': 1\n");
     }
 
     #[test]
