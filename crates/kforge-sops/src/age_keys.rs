@@ -25,7 +25,9 @@ pub const DEFAULT_KEYS_PATH: &str = "sops/age/keys.txt";
 pub(crate) type DataKey = Secret<[u8; 32]>;
 
 /// Parses `age1…` X25519 recipients (surrounding whitespace ignored), reporting every bad one.
-pub(crate) fn parse_recipients(list: &[String]) -> Result<Vec<(String, age::x25519::Recipient)>, SopsError> {
+pub(crate) fn parse_recipients(
+    list: &[String],
+) -> Result<Vec<(String, age::x25519::Recipient)>, SopsError> {
     let mut out = Vec::new();
     let mut problems = Vec::new();
     for raw in list {
@@ -35,7 +37,10 @@ pub(crate) fn parse_recipients(list: &[String]) -> Result<Vec<(String, age::x255
         }
         let message = if r.starts_with("ssh-") {
             Some("SSH recipients are not supported; use an age X25519 key (age1…)")
-        } else if r.starts_with("age1") && r.matches('1').count() > 1 && age::x25519::Recipient::from_str(r).is_err() {
+        } else if r.starts_with("age1")
+            && r.matches('1').count() > 1
+            && age::x25519::Recipient::from_str(r).is_err()
+        {
             Some("age plugin recipients are not supported; use an age X25519 key (age1…)")
         } else {
             None
@@ -43,9 +48,11 @@ pub(crate) fn parse_recipients(list: &[String]) -> Result<Vec<(String, age::x255
         match (message, age::x25519::Recipient::from_str(r)) {
             (None, Ok(parsed)) => out.push((r.to_string(), parsed)),
             (Some(m), _) => problems.push(Problem::new(r, None, m)),
-            (None, Err(e)) => {
-                problems.push(Problem::new(r, None, format!("is not an age X25519 public key ({e}); expected age1…")))
-            }
+            (None, Err(e)) => problems.push(Problem::new(
+                r,
+                None,
+                format!("is not an age X25519 public key ({e}); expected age1…"),
+            )),
         }
     }
     if !problems.is_empty() {
@@ -63,8 +70,10 @@ pub(crate) fn wrap_data_key(
     parsed: &age::x25519::Recipient,
     key: &DataKey,
 ) -> Result<String, SopsError> {
-    age::encrypt_and_armor(parsed, key.expose())
-        .map_err(|source| SopsError::WrapDataKey { recipient: recipient.to_string(), source })
+    age::encrypt_and_armor(parsed, key.expose()).map_err(|source| SopsError::WrapDataKey {
+        recipient: recipient.to_string(),
+        source,
+    })
 }
 
 /// One loaded identity. The secret key stays in a [`SecretString`].
@@ -109,7 +118,11 @@ impl Identities {
         env: &dyn Fn(&str) -> Option<String>,
         read_file: &dyn Fn(&Path) -> io::Result<String>,
     ) -> Identities {
-        let mut ids = Identities { keys: Vec::new(), searched: Vec::new(), problems: Vec::new() };
+        let mut ids = Identities {
+            keys: Vec::new(),
+            searched: Vec::new(),
+            problems: Vec::new(),
+        };
 
         match env(SOPS_AGE_KEY) {
             Some(text) => {
@@ -129,7 +142,9 @@ impl Identities {
                     }
                     Err(e) => {
                         ids.searched.push(format!("{name} (unreadable)"));
-                        ids.problems.push(format!("cannot read {path} named by {SOPS_AGE_KEY_FILE}: {e}"));
+                        ids.problems.push(format!(
+                            "cannot read {path} named by {SOPS_AGE_KEY_FILE}: {e}"
+                        ));
                     }
                 }
             }
@@ -137,7 +152,8 @@ impl Identities {
         }
 
         if env("SOPS_AGE_KEY_CMD").is_some() {
-            ids.problems.push("SOPS_AGE_KEY_CMD is set, but kforge does not run key commands".to_string());
+            ids.problems
+                .push("SOPS_AGE_KEY_CMD is set, but kforge does not run key commands".to_string());
         }
 
         match default_keys_file(env) {
@@ -148,7 +164,9 @@ impl Identities {
                         let text = SecretString::new(text);
                         ids.load_text(&name, text.expose());
                     }
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => ids.searched.push(format!("{name} (not found)")),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        ids.searched.push(format!("{name} (not found)"))
+                    }
                     Err(e) => {
                         ids.searched.push(format!("{name} (unreadable)"));
                         ids.problems.push(format!("cannot read {name}: {e}"));
@@ -163,16 +181,30 @@ impl Identities {
     /// Identities from the text of a keys file (`AGE-SECRET-KEY-1…` lines; blank lines and
     /// `#` comments ignored). Every line that is not an identity is reported.
     pub fn from_keys_text(text: &str) -> Result<Identities, SopsError> {
-        let mut ids = Identities { keys: Vec::new(), searched: Vec::new(), problems: Vec::new() };
+        let mut ids = Identities {
+            keys: Vec::new(),
+            searched: Vec::new(),
+            problems: Vec::new(),
+        };
         let problems = ids.parse_text(text);
-        ids.searched.push(format!("the given keys ({} identities)", ids.keys.len()));
+        ids.searched.push(format!(
+            "the given keys ({})",
+            count_identities(ids.keys.len())
+        ));
         if !problems.is_empty() {
-            return Err(SopsError::Identities { source_name: "the given keys".to_string(), problems });
+            return Err(SopsError::Identities {
+                source_name: "the given keys".to_string(),
+                problems,
+            });
         }
         if ids.keys.is_empty() {
             return Err(SopsError::Identities {
                 source_name: "the given keys".to_string(),
-                problems: vec![Problem::new("keys", None, "contain no AGE-SECRET-KEY-1… line")],
+                problems: vec![Problem::new(
+                    "keys",
+                    None,
+                    "contain no AGE-SECRET-KEY-1… line",
+                )],
             });
         }
         Ok(ids)
@@ -180,7 +212,11 @@ impl Identities {
 
     /// An empty set (decryption will fail, naming the file's recipients).
     pub fn none() -> Identities {
-        Identities { keys: Vec::new(), searched: Vec::new(), problems: Vec::new() }
+        Identities {
+            keys: Vec::new(),
+            searched: Vec::new(),
+            problems: Vec::new(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -206,7 +242,8 @@ impl Identities {
         let before = self.keys.len();
         let problems = self.parse_text(text);
         let count = self.keys.len() - before;
-        self.searched.push(format!("{source} ({count} {})", if count == 1 { "identity" } else { "identities" }));
+        self.searched
+            .push(format!("{source} ({})", count_identities(count)));
         for p in problems {
             self.problems.push(format!("{source}: {p}"));
         }
@@ -221,14 +258,21 @@ impl Identities {
             }
             let at = format!("line {}", i + 1);
             if line.starts_with("AGE-PLUGIN-") {
-                problems.push(Problem::new(at, None, "age plugin identities are not supported"));
+                problems.push(Problem::new(
+                    at,
+                    None,
+                    "age plugin identities are not supported",
+                ));
                 continue;
             }
             match age::x25519::Identity::from_str(line) {
                 Ok(identity) => {
                     let recipient = identity.to_public().to_string();
                     if !self.keys.iter().any(|k| k.recipient == recipient) {
-                        self.keys.push(LoadedIdentity { secret: SecretString::new(line.to_string()), recipient });
+                        self.keys.push(LoadedIdentity {
+                            secret: SecretString::new(line.to_string()),
+                            recipient,
+                        });
                     }
                 }
                 Err(_) => problems.push(Problem::new(
@@ -242,23 +286,38 @@ impl Identities {
     }
 }
 
+fn count_identities(n: usize) -> String {
+    format!("{n} {}", if n == 1 { "identity" } else { "identities" })
+}
+
 /// sops' default identities file: `os.UserConfigDir()` + `sops/age/keys.txt`.
 fn default_keys_file(env: &dyn Fn(&str) -> Option<String>) -> Result<PathBuf, String> {
     match env("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
         Some(dir) if Path::new(&dir).is_absolute() => Ok(Path::new(&dir).join(DEFAULT_KEYS_PATH)),
-        Some(dir) => Err(format!("XDG_CONFIG_HOME ({dir}) is a relative path, so the default keys file was not read")),
+        Some(dir) => Err(format!(
+            "XDG_CONFIG_HOME ({dir}) is a relative path, so the default keys file was not read"
+        )),
         None => match env("HOME").filter(|d| !d.is_empty()) {
             Some(home) => Ok(Path::new(&home).join(".config").join(DEFAULT_KEYS_PATH)),
-            None => Err("neither XDG_CONFIG_HOME nor HOME is set, so the default keys file was not read".to_string()),
+            None => Err(
+                "neither XDG_CONFIG_HOME nor HOME is set, so the default keys file was not read"
+                    .to_string(),
+            ),
         },
     }
 }
 
 /// Decrypts the data key with the first identity that can: identities whose public key is
 /// an entry's recipient first, then every identity against every entry.
-pub(crate) fn unwrap_data_key(entries: &[AgeEntry], ids: &Identities) -> Result<DataKey, SopsError> {
-    let parsed: Vec<(&LoadedIdentity, age::x25519::Identity)> =
-        ids.keys.iter().filter_map(|k| k.parse().map(|p| (k, p))).collect();
+pub(crate) fn unwrap_data_key(
+    entries: &[AgeEntry],
+    ids: &Identities,
+) -> Result<DataKey, SopsError> {
+    let parsed: Vec<(&LoadedIdentity, age::x25519::Identity)> = ids
+        .keys
+        .iter()
+        .filter_map(|k| k.parse().map(|p| (k, p)))
+        .collect();
     let mut damaged: Option<SopsError> = None;
     for entry in entries {
         let recipient = entry.recipient.trim();
@@ -266,7 +325,10 @@ pub(crate) fn unwrap_data_key(entries: &[AgeEntry], ids: &Identities) -> Result<
             match decrypt_entry(entry, identity) {
                 Ok(key) => return Ok(key),
                 Err(problem) => {
-                    damaged.get_or_insert(SopsError::DataKey { recipient: recipient.to_string(), problem });
+                    damaged.get_or_insert(SopsError::DataKey {
+                        recipient: recipient.to_string(),
+                        problem,
+                    });
                 }
             }
         }
@@ -282,7 +344,10 @@ pub(crate) fn unwrap_data_key(entries: &[AgeEntry], ids: &Identities) -> Result<
         return Err(e);
     }
     Err(SopsError::NoMatchingIdentity {
-        recipients: entries.iter().map(|e| e.recipient.trim().to_string()).collect(),
+        recipients: entries
+            .iter()
+            .map(|e| e.recipient.trim().to_string())
+            .collect(),
         available: ids.recipients(),
         searched: ids.searched.clone(),
         problems: ids.problems.clone(),
@@ -296,11 +361,15 @@ fn decrypt_entry(entry: &AgeEntry, identity: &age::x25519::Identity) -> Result<D
         .decrypt(std::iter::once(identity as &dyn age::Identity))
         .map_err(|e| format!("age decryption failed ({e})"))?;
     let mut plain = Zeroizing::new(Vec::with_capacity(32));
-    reader.read_to_end(&mut plain).map_err(|e| format!("age decryption failed ({e})"))?;
-    let key: [u8; 32] = plain
-        .as_slice()
-        .try_into()
-        .map_err(|_| format!("it holds {} bytes instead of a 32-byte data key", plain.len()))?;
+    reader
+        .read_to_end(&mut plain)
+        .map_err(|e| format!("age decryption failed ({e})"))?;
+    let key: [u8; 32] = plain.as_slice().try_into().map_err(|_| {
+        format!(
+            "it holds {} bytes instead of a 32-byte data key",
+            plain.len()
+        )
+    })?;
     Ok(Secret::new(key))
 }
 
@@ -311,7 +380,10 @@ mod tests {
 
     fn key_pair() -> (String, String) {
         let id = age::x25519::Identity::generate();
-        (id.to_string().expose_secret_for_test(), id.to_public().to_string())
+        (
+            id.to_string().expose_secret_for_test(),
+            id.to_public().to_string(),
+        )
     }
 
     trait ExposeForTest {
@@ -337,28 +409,45 @@ mod tests {
         ]);
         let files: HashMap<PathBuf, String> = HashMap::from([
             (PathBuf::from("/keys/a.txt"), format!("{k2}\n")),
-            (PathBuf::from("/home/u/.config/sops/age/keys.txt"), format!("{k3}\nAGE-SECRET-KEY-1NOPE\n")),
+            (
+                PathBuf::from("/home/u/.config/sops/age/keys.txt"),
+                format!("{k3}\nAGE-SECRET-KEY-1NOPE\n"),
+            ),
         ]);
         let ids = Identities::discover(&|k| env.get(k).cloned(), &|p| {
-            files.get(p).cloned().ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+            files
+                .get(p)
+                .cloned()
+                .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
         });
         assert_eq!(ids.recipients(), vec![r1, r2, r3]);
         assert_eq!(ids.searched().len(), 3, "{:?}", ids.searched());
         assert_eq!(ids.problems().len(), 1, "{:?}", ids.problems());
         assert!(!ids.problems()[0].contains("NOPE"));
 
-        let env: HashMap<&str, String> =
-            HashMap::from([("XDG_CONFIG_HOME", "/xdg".to_string()), (SOPS_AGE_KEY_FILE, "/missing".to_string())]);
-        let ids = Identities::discover(&|k| env.get(k).cloned(), &|_| Err(io::Error::from(io::ErrorKind::NotFound)));
+        let env: HashMap<&str, String> = HashMap::from([
+            ("XDG_CONFIG_HOME", "/xdg".to_string()),
+            (SOPS_AGE_KEY_FILE, "/missing".to_string()),
+        ]);
+        let ids = Identities::discover(&|k| env.get(k).cloned(), &|_| {
+            Err(io::Error::from(io::ErrorKind::NotFound))
+        });
         assert!(ids.is_empty());
-        assert!(ids.searched().iter().any(|s| s == "/xdg/sops/age/keys.txt (not found)"), "{:?}", ids.searched());
+        assert!(
+            ids.searched()
+                .iter()
+                .any(|s| s == "/xdg/sops/age/keys.txt (not found)"),
+            "{:?}",
+            ids.searched()
+        );
         assert!(ids.problems().iter().any(|p| p.contains("/missing")));
     }
 
     #[test]
     fn keys_text_reports_bad_lines_without_content() {
         let (k1, _) = key_pair();
-        let err = Identities::from_keys_text(&format!("{k1}\nAGE-SECRET-KEY-1SECRETISH\n")).unwrap_err();
+        let err =
+            Identities::from_keys_text(&format!("{k1}\nAGE-SECRET-KEY-1SECRETISH\n")).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("line 2"), "{msg}");
         assert!(!msg.contains("SECRETISH"), "{msg}");
@@ -373,16 +462,36 @@ mod tests {
         let key: DataKey = Secret::new([9u8; 32]);
         let entries: Vec<AgeEntry> = parsed
             .iter()
-            .map(|(r, p)| AgeEntry { recipient: r.clone(), enc: wrap_data_key(r, p, &key).unwrap() })
+            .map(|(r, p)| AgeEntry {
+                recipient: r.clone(),
+                enc: wrap_data_key(r, p, &key).unwrap(),
+            })
             .collect();
-        assert!(entries[0].enc.starts_with("-----BEGIN AGE ENCRYPTED FILE-----\n"));
-        assert!(entries[0].enc.ends_with("-----END AGE ENCRYPTED FILE-----\n"));
+        assert!(
+            entries[0]
+                .enc
+                .starts_with("-----BEGIN AGE ENCRYPTED FILE-----\n")
+        );
+        assert!(
+            entries[0]
+                .enc
+                .ends_with("-----END AGE ENCRYPTED FILE-----\n")
+        );
         let ids = Identities::from_keys_text(&k1).unwrap();
-        assert_eq!(unwrap_data_key(&entries, &ids).unwrap().expose(), &[9u8; 32]);
+        assert_eq!(
+            unwrap_data_key(&entries, &ids).unwrap().expose(),
+            &[9u8; 32]
+        );
         let err = unwrap_data_key(&entries[1..], &ids).err().unwrap();
         assert!(matches!(err, SopsError::NoMatchingIdentity { .. }));
         assert!(err.to_string().contains(&r2));
-        assert!(matches!(parse_recipients(&["ssh-ed25519 AAAA".into()]), Err(SopsError::InvalidRecipients { .. })));
-        assert!(matches!(parse_recipients(&["  ".into()]), Err(SopsError::NoRecipients)));
+        assert!(matches!(
+            parse_recipients(&["ssh-ed25519 AAAA".into()]),
+            Err(SopsError::InvalidRecipients { .. })
+        ));
+        assert!(matches!(
+            parse_recipients(&["  ".into()]),
+            Err(SopsError::NoRecipients)
+        ));
     }
 }

@@ -92,16 +92,27 @@ pub struct CreationRules {
 impl CreationRules {
     /// Reads the creation rules of a `.sops.yaml` text, reporting every problem at once.
     pub fn parse(text: &str) -> Result<CreationRules, SopsError> {
-        let err = |problems| SopsError::Config { file: CONFIG_FILE_NAME.to_string(), problems };
+        let err = |problems| SopsError::Config {
+            file: CONFIG_FILE_NAME.to_string(),
+            problems,
+        };
         let doc = kforge_yaml::parse(text).map_err(|e| {
-            err(vec![Problem::new("syntax", Some(e.pos.line), format!("{} (column {})", e.message, e.pos.col))])
+            err(vec![Problem::new(
+                "syntax",
+                Some(e.pos.line),
+                format!("{} (column {})", e.message, e.pos.col),
+            )])
         })?;
         let mut problems = Vec::new();
         let rules_node = match &doc.value {
             NodeValue::Null => return Ok(CreationRules::default()),
             NodeValue::Map(_) => doc.get("creation_rules"),
             _ => {
-                problems.push(Problem::new("top level", Some(doc.span.start.line), "must be a mapping"));
+                problems.push(Problem::new(
+                    "top level",
+                    Some(doc.span.start.line),
+                    "must be a mapping",
+                ));
                 return Err(err(problems));
             }
         };
@@ -121,7 +132,11 @@ impl CreationRules {
                 "must be a list of rules",
             )),
         }
-        if problems.is_empty() { Ok(CreationRules { rules }) } else { Err(err(problems)) }
+        if problems.is_empty() {
+            Ok(CreationRules { rules })
+        } else {
+            Err(err(problems))
+        }
     }
 
     /// The first rule matching `path` (relative to the config file's directory, with `/`).
@@ -134,7 +149,11 @@ fn parse_rule(item: &YamlNode, index: usize, problems: &mut Vec<Problem>) -> Opt
     let at = format!("creation_rules[{index}]");
     let line = item.span.start.line;
     let NodeValue::Map(entries) = &item.value else {
-        problems.push(Problem::new(&at, Some(line), format!("must be a mapping, found {}", item.type_name())));
+        problems.push(Problem::new(
+            &at,
+            Some(line),
+            format!("must be a mapping, found {}", item.type_name()),
+        ));
         return None;
     };
     let before = problems.len();
@@ -174,7 +193,10 @@ fn parse_rule(item: &YamlNode, index: usize, problems: &mut Vec<Problem>) -> Opt
                         Err(err) => problems.push(Problem::new(
                             format!("{at}.path_regex"),
                             Some(n.span.start.line),
-                            format!("is not a valid regex: {err}"),
+                            format!(
+                                "is not a valid regex: {}",
+                                crate::rules::regex_error_summary(&err)
+                            ),
                         )),
                     }
                     rule.path_regex = Some(r);
@@ -224,15 +246,24 @@ fn parse_rule(item: &YamlNode, index: usize, problems: &mut Vec<Problem>) -> Opt
                 if let NodeValue::Map(group) = &list[0].value {
                     for g in group {
                         match g.key.as_str() {
-                            "age" => rule.age = key_list(&g.value, &format!("{at}.key_groups[0].age"), problems),
+                            "age" => {
+                                rule.age =
+                                    key_list(&g.value, &format!("{at}.key_groups[0].age"), problems)
+                            }
                             other => rule.unsupported.push(format!("{other} keys in key_groups")),
                         }
                     }
                 }
             }
             NodeValue::Seq(list) if list.is_empty() => {}
-            NodeValue::Seq(_) => rule.unsupported.push("several key groups (Shamir)".to_string()),
-            _ => problems.push(Problem::new(format!("{at}.key_groups"), Some(groups.span.start.line), "must be a list")),
+            NodeValue::Seq(_) => rule
+                .unsupported
+                .push("several key groups (Shamir)".to_string()),
+            _ => problems.push(Problem::new(
+                format!("{at}.key_groups"),
+                Some(groups.span.start.line),
+                "must be a list",
+            )),
         }
     }
     if partial_rules.len() > 1 {
@@ -240,7 +271,10 @@ fn parse_rule(item: &YamlNode, index: usize, problems: &mut Vec<Problem>) -> Opt
         problems.push(Problem::new(
             &at,
             Some(partial_rules[1].2),
-            format!("sets {}; only one partial-encryption rule is allowed per rule", names.join(" and ")),
+            format!(
+                "sets {}; only one partial-encryption rule is allowed per rule",
+                names.join(" and ")
+            ),
         ));
     } else if let Some((key, value, l)) = partial_rules.pop() {
         match PartialEncryption::from_key(&key, value) {
@@ -248,7 +282,9 @@ fn parse_rule(item: &YamlNode, index: usize, problems: &mut Vec<Problem>) -> Opt
                 Ok(_) => rule.partial = Some(p),
                 Err(m) => problems.push(Problem::new(format!("{at}.{key}"), Some(l), m)),
             },
-            None => rule.unsupported.push(format!("{key} (comment-based rules)")),
+            None => rule
+                .unsupported
+                .push(format!("{key} (comment-based rules)")),
         }
     }
     (problems.len() == before).then_some(rule)
@@ -258,19 +294,32 @@ fn parse_rule(item: &YamlNode, index: usize, problems: &mut Vec<Problem>) -> Opt
 fn key_list(n: &YamlNode, at: &str, problems: &mut Vec<Problem>) -> Vec<String> {
     match &n.value {
         NodeValue::Null => Vec::new(),
-        NodeValue::Str(s) => s.split(',').map(str::trim).filter(|k| !k.is_empty()).map(String::from).collect(),
+        NodeValue::Str(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(String::from)
+            .collect(),
         NodeValue::Seq(items) => items
             .iter()
             .filter_map(|i| match &i.value {
                 NodeValue::Str(s) => Some(s.trim().to_string()),
                 _ => {
-                    problems.push(Problem::new(at, Some(i.span.start.line), "list entries must be strings"));
+                    problems.push(Problem::new(
+                        at,
+                        Some(i.span.start.line),
+                        "list entries must be strings",
+                    ));
                     None
                 }
             })
             .collect(),
         _ => {
-            problems.push(Problem::new(at, Some(n.span.start.line), "must be a string or a list of strings"));
+            problems.push(Problem::new(
+                at,
+                Some(n.span.start.line),
+                "must be a string or a list of strings",
+            ));
             Vec::new()
         }
     }
@@ -300,21 +349,38 @@ pub struct RulesUpdate {
 /// existing text: rules whose `path_regex` already exists are skipped; new rules go before
 /// the first catch-all rule (a rule without `path_regex`, which would otherwise shadow
 /// them), else at the end of `creation_rules`.
-pub fn add_creation_rules(existing: &str, new_rules: &[NewCreationRule]) -> Result<RulesUpdate, SopsError> {
-    let edit_err = |reason: String| SopsError::ConfigEdit { file: CONFIG_FILE_NAME.to_string(), reason };
+pub fn add_creation_rules(
+    existing: &str,
+    new_rules: &[NewCreationRule],
+) -> Result<RulesUpdate, SopsError> {
+    let edit_err = |reason: String| SopsError::ConfigEdit {
+        file: CONFIG_FILE_NAME.to_string(),
+        reason,
+    };
     let current = CreationRules::parse(existing)?;
     let mut added = Vec::new();
     let mut already_present = Vec::new();
     let mut to_add = Vec::new();
     for r in new_rules {
         if r.path_regex.is_empty() {
-            return Err(edit_err("a new rule needs a non-empty path_regex".to_string()));
+            return Err(edit_err(
+                "a new rule needs a non-empty path_regex".to_string(),
+            ));
         }
         if let Err(e) = Regex::new(&r.path_regex) {
-            return Err(edit_err(format!("path_regex `{}` is not a valid regex: {e}", r.path_regex)));
+            return Err(edit_err(format!(
+                "path_regex `{}` is not a valid regex: {}",
+                r.path_regex,
+                crate::rules::regex_error_summary(&e)
+            )));
         }
-        let exists = current.rules.iter().any(|c| c.path_regex.as_deref() == Some(r.path_regex.as_str()))
-            || to_add.iter().any(|a: &&NewCreationRule| a.path_regex == r.path_regex);
+        let exists = current
+            .rules
+            .iter()
+            .any(|c| c.path_regex.as_deref() == Some(r.path_regex.as_str()))
+            || to_add
+                .iter()
+                .any(|a: &&NewCreationRule| a.path_regex == r.path_regex);
         if exists {
             already_present.push(r.path_regex.clone());
         } else {
@@ -323,7 +389,11 @@ pub fn add_creation_rules(existing: &str, new_rules: &[NewCreationRule]) -> Resu
         }
     }
     if to_add.is_empty() {
-        return Ok(RulesUpdate { text: existing.to_string(), added, already_present });
+        return Ok(RulesUpdate {
+            text: existing.to_string(),
+            added,
+            already_present,
+        });
     }
 
     let doc = kforge_yaml::parse(existing).map_err(|e| edit_err(e.to_string()))?;
@@ -340,7 +410,11 @@ pub fn add_creation_rules(existing: &str, new_rules: &[NewCreationRule]) -> Resu
                     out.push_str("creation_rules:\n");
                     out.push_str(&render_rules(&to_add, 4, 2));
                     out.push_str(&lines[line..].concat());
-                    return Ok(RulesUpdate { text: out, added, already_present });
+                    return Ok(RulesUpdate {
+                        text: out,
+                        added,
+                        already_present,
+                    });
                 }
                 None => existing.to_string(),
             };
@@ -355,7 +429,10 @@ pub fn add_creation_rules(existing: &str, new_rules: &[NewCreationRule]) -> Resu
             // `creation_rules: []` on its own line → a block list in its place.
             let line = entry.key_span.start.line;
             if entry.key_span.start.col != 1 || entry.value.span.start.line != line {
-                return Err(edit_err("`creation_rules` is written in an unusual way; add the rules by hand".to_string()));
+                return Err(edit_err(
+                    "`creation_rules` is written in an unusual way; add the rules by hand"
+                        .to_string(),
+                ));
             }
             let mut out: String = lines[..line - 1].concat();
             out.push_str("creation_rules:\n");
@@ -375,7 +452,10 @@ pub fn add_creation_rules(existing: &str, new_rules: &[NewCreationRule]) -> Resu
             let insert_at = match catch_all {
                 Some(i) => {
                     let mut at = items[i].span.start.line - 1;
-                    while at > 0 && is_comment_or_blank(lines[at - 1]) && indent_of(lines[at - 1]) >= dash_indent {
+                    while at > 0
+                        && is_comment_or_blank(lines[at - 1])
+                        && indent_of(lines[at - 1]) >= dash_indent
+                    {
                         at -= 1;
                     }
                     at
@@ -395,11 +475,22 @@ pub fn add_creation_rules(existing: &str, new_rules: &[NewCreationRule]) -> Resu
     // The result must still be a valid config with the new rules in it.
     let check = CreationRules::parse(&text)?;
     for r in &to_add {
-        if !check.rules.iter().any(|c| c.path_regex.as_deref() == Some(r.path_regex.as_str())) {
-            return Err(edit_err(format!("could not place the rule for `{}`", r.path_regex)));
+        if !check
+            .rules
+            .iter()
+            .any(|c| c.path_regex.as_deref() == Some(r.path_regex.as_str()))
+        {
+            return Err(edit_err(format!(
+                "could not place the rule for `{}`",
+                r.path_regex
+            )));
         }
     }
-    Ok(RulesUpdate { text, added, already_present })
+    Ok(RulesUpdate {
+        text,
+        added,
+        already_present,
+    })
 }
 
 /// The column of the `-` introducing a block sequence item, if the item is in a block list.
@@ -441,14 +532,26 @@ fn render_rules(rules: &[&NewCreationRule], item_indent: usize, dash_indent: usi
     let mut out = String::new();
     for r in rules {
         let mut fields = serde_json::Map::new();
-        fields.insert("path_regex".to_string(), serde_json::Value::String(r.path_regex.clone()));
+        fields.insert(
+            "path_regex".to_string(),
+            serde_json::Value::String(r.path_regex.clone()),
+        );
         if let Some(p) = &r.partial {
-            fields.insert(p.key().to_string(), serde_json::Value::String(p.value().to_string()));
+            fields.insert(
+                p.key().to_string(),
+                serde_json::Value::String(p.value().to_string()),
+            );
         }
         if r.mac_only_encrypted {
-            fields.insert("mac_only_encrypted".to_string(), serde_json::Value::Bool(true));
+            fields.insert(
+                "mac_only_encrypted".to_string(),
+                serde_json::Value::Bool(true),
+            );
         }
-        fields.insert("age".to_string(), serde_json::Value::String(r.age.join(",")));
+        fields.insert(
+            "age".to_string(),
+            serde_json::Value::String(r.age.join(",")),
+        );
         let body = kforge_yaml::to_string(&serde_json::Value::Object(fields));
         for (i, line) in body.lines().enumerate() {
             let item_indent = item_indent.max(dash_indent + 2);
@@ -474,7 +577,9 @@ mod tests {
 
     #[test]
     fn finds_config_walking_up() {
-        let found = find_config(Path::new("/r/a/b/c"), &|p| p == Path::new("/r/a/.sops.yaml"));
+        let found = find_config(Path::new("/r/a/b/c"), &|p| {
+            p == Path::new("/r/a/.sops.yaml")
+        });
         assert_eq!(found, Some(PathBuf::from("/r/a/.sops.yaml")));
         assert_eq!(find_config(Path::new("/r/a"), &|_| false), None);
         let found = find_config(Path::new("x"), &|p| p == Path::new("x/../../.sops.yaml"));
@@ -497,7 +602,12 @@ mod tests {
         assert_eq!(rules.rules.len(), 3);
         let r = rules.rule_for("clusters/secrets/x.yaml").unwrap();
         assert_eq!(r.age, vec![A.to_string(), A.to_string()]);
-        assert_eq!(r.partial, Some(PartialEncryption::EncryptedRegex("^(token|password)$".into())));
+        assert_eq!(
+            r.partial,
+            Some(PartialEncryption::EncryptedRegex(
+                "^(token|password)$".into()
+            ))
+        );
         let r = rules.rule_for("a/list.yaml").unwrap();
         assert!(r.mac_only_encrypted);
         assert_eq!(r.line, 7);
@@ -512,18 +622,26 @@ mod tests {
     fn reports_every_problem() {
         let text = "creation_rules:\n  - path_regex: (\n    age: x\n  - encrypted_regex: a\n    unencrypted_suffix: b\n  - kms: arn:x\n    age: 5\n";
         let err = CreationRules::parse(text).unwrap_err().to_string();
-        assert!(err.contains("creation_rules[0].path_regex (line 2)"), "{err}");
+        assert!(
+            err.contains("creation_rules[0].path_regex (line 2)"),
+            "{err}"
+        );
         assert!(err.contains("only one partial-encryption rule"), "{err}");
         assert!(err.contains("creation_rules[2].age (line 7)"), "{err}");
         let rules = CreationRules::parse("creation_rules:\n  - kms: arn:x\n    age: a\n").unwrap();
-        assert!(matches!(rules.rules[0].encrypt_config(SystemTime::UNIX_EPOCH), Err(SopsError::Unsupported { .. })));
+        assert!(matches!(
+            rules.rules[0].encrypt_config(SystemTime::UNIX_EPOCH),
+            Err(SopsError::Unsupported { .. })
+        ));
     }
 
     fn new_rule(re: &str) -> NewCreationRule {
         NewCreationRule {
             path_regex: re.to_string(),
             age: vec![A.to_string()],
-            partial: Some(PartialEncryption::EncryptedRegex("^(data|stringData)$".into())),
+            partial: Some(PartialEncryption::EncryptedRegex(
+                "^(data|stringData)$".into(),
+            )),
             mac_only_encrypted: false,
         }
     }
@@ -533,7 +651,9 @@ mod tests {
         let up = add_creation_rules("", &[new_rule(r"talsecret\.ya?ml$")]).unwrap();
         assert_eq!(
             up.text,
-            format!("creation_rules:\n  - path_regex: talsecret\\.ya?ml$\n    encrypted_regex: ^(data|stringData)$\n    age: {A}\n")
+            format!(
+                "creation_rules:\n  - path_regex: talsecret\\.ya?ml$\n    encrypted_regex: ^(data|stringData)$\n    age: {A}\n"
+            )
         );
         let rules = CreationRules::parse(&up.text).unwrap();
         assert!(rules.rule_for("talsecret.yaml").is_some());
@@ -545,13 +665,22 @@ mod tests {
         let existing = format!(
             "# my config\ncreation_rules:\n  # secrets first\n  - path_regex: secrets/.*\n    age: {A} # mine\n  - age: {A}\nstores:\n  yaml:\n    indent: 4\n"
         );
-        let up = add_creation_rules(&existing, &[new_rule("talenv"), new_rule("secrets/.*")]).unwrap();
+        let up =
+            add_creation_rules(&existing, &[new_rule("talenv"), new_rule("secrets/.*")]).unwrap();
         assert_eq!(up.already_present, vec!["secrets/.*".to_string()]);
         assert!(up.text.starts_with("# my config\ncreation_rules:\n  # secrets first\n  - path_regex: secrets/.*\n    age:"), "{}", up.text);
         assert!(up.text.contains("# mine"));
-        assert!(up.text.ends_with("stores:\n  yaml:\n    indent: 4\n"), "{}", up.text);
+        assert!(
+            up.text.ends_with("stores:\n  yaml:\n    indent: 4\n"),
+            "{}",
+            up.text
+        );
         let rules = CreationRules::parse(&up.text).unwrap();
-        let order: Vec<Option<&str>> = rules.rules.iter().map(|r| r.path_regex.as_deref()).collect();
+        let order: Vec<Option<&str>> = rules
+            .rules
+            .iter()
+            .map(|r| r.path_regex.as_deref())
+            .collect();
         assert_eq!(order, vec![Some("secrets/.*"), Some("talenv"), None]);
         // Idempotent.
         let again = add_creation_rules(&up.text, &[new_rule("talenv")]).unwrap();
@@ -562,6 +691,12 @@ mod tests {
         assert_eq!(CreationRules::parse(&flow.text).unwrap().rules.len(), 1);
         let appended = add_creation_rules("stores: {}\n", &[new_rule("x")]).unwrap();
         assert!(appended.text.starts_with("stores: {}\ncreation_rules:\n"));
-        assert!(add_creation_rules(&format!("creation_rules: [{{age: {A}}}]\n"), &[new_rule("x")]).is_err());
+        assert!(
+            add_creation_rules(
+                &format!("creation_rules: [{{age: {A}}}]\n"),
+                &[new_rule("x")]
+            )
+            .is_err()
+        );
     }
 }

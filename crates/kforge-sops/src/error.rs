@@ -8,12 +8,22 @@ use crate::format::Format;
 #[derive(Debug, thiserror::Error)]
 pub enum SopsError {
     #[error("{format} syntax error at line {line}, column {column}: {message}")]
-    Syntax { format: Format, line: usize, column: usize, message: String },
+    Syntax {
+        format: Format,
+        line: usize,
+        column: usize,
+        message: String,
+    },
 
     #[error(
         "{format} document {document} (line {line}) is {found}; sops files need a mapping at the top level"
     )]
-    NotAMapping { format: Format, document: usize, line: usize, found: &'static str },
+    NotAMapping {
+        format: Format,
+        document: usize,
+        line: usize,
+        found: &'static str,
+    },
 
     #[error(
         "the input already has a top-level `sops` key (document {document}, line {line}): it is encrypted already, or uses the key sops reserves for its metadata"
@@ -79,13 +89,23 @@ pub enum SopsError {
     MacUnreadable { lastmodified: String },
 
     #[error("cannot write the value at {path} as {format}: {reason}")]
-    Emit { format: Format, path: String, reason: String },
+    Emit {
+        format: Format,
+        path: String,
+        reason: String,
+    },
 
     #[error("invalid age identities in {source_name}:{}", Bullets(problems))]
-    Identities { source_name: String, problems: Vec<Problem> },
+    Identities {
+        source_name: String,
+        problems: Vec<Problem>,
+    },
 
     #[error("{file} is invalid:{}", Bullets(problems))]
-    Config { file: String, problems: Vec<Problem> },
+    Config {
+        file: String,
+        problems: Vec<Problem>,
+    },
 
     #[error("cannot add creation rules to {file}: {reason}")]
     ConfigEdit { file: String, reason: String },
@@ -110,8 +130,16 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub(crate) fn new(at: impl Into<String>, line: Option<usize>, message: impl Into<String>) -> Problem {
-        Problem { at: at.into(), line: line.filter(|&l| l > 0), message: message.into() }
+    pub(crate) fn new(
+        at: impl Into<String>,
+        line: Option<usize>,
+        message: impl Into<String>,
+    ) -> Problem {
+        Problem {
+            at: at.into(),
+            line: line.filter(|&l| l > 0),
+            message: message.into(),
+        }
     }
 }
 
@@ -136,5 +164,9 @@ impl fmt::Display for Bullets<'_> {
 }
 
 fn list_or_none(items: &[String]) -> String {
-    if items.is_empty() { "none".to_string() } else { items.join(", ") }
+    if items.is_empty() {
+        "none".to_string()
+    } else {
+        items.join(", ")
+    }
 }

@@ -42,7 +42,12 @@ fn exponent_form(neg: bool, digits: &str, point: i32) -> String {
         out.push_str(&digits[1..]);
     }
     let exp = point - 1;
-    let _ = write!(out, "e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.unsigned_abs());
+    let _ = write!(
+        out,
+        "e{}{:02}",
+        if exp < 0 { '-' } else { '+' },
+        exp.unsigned_abs()
+    );
     out
 }
 
@@ -220,7 +225,10 @@ impl Cursor<'_> {
         if self.i - start < min {
             return None;
         }
-        std::str::from_utf8(&self.s[start..self.i]).ok()?.parse().ok()
+        std::str::from_utf8(&self.s[start..self.i])
+            .ok()?
+            .parse()
+            .ok()
     }
 
     fn lit(&mut self, c: u8) -> Option<()> {
@@ -302,7 +310,16 @@ pub(crate) fn parse_yaml_timestamp(s: &str) -> Option<GoTime> {
     let month = c.num(1, 2)?;
     c.lit(b'-')?;
     let day = c.num(1, 2)?;
-    let mut t = GoTime { year, month, day, hour: 0, minute: 0, second: 0, nanos: 0, offset: 0 };
+    let mut t = GoTime {
+        year,
+        month,
+        day,
+        hour: 0,
+        minute: 0,
+        second: 0,
+        nanos: 0,
+        offset: 0,
+    };
     if c.done() {
         return checked(t);
     }
@@ -329,7 +346,10 @@ pub(crate) fn parse_yaml_timestamp(s: &str) -> Option<GoTime> {
 
 /// Go `time.Parse(time.RFC3339, s)`: `YYYY-MM-DDThh:mm:ss[.f](Z|±hh:mm)`.
 pub(crate) fn parse_rfc3339(s: &str) -> Option<GoTime> {
-    let mut c = Cursor { s: s.as_bytes(), i: 0 };
+    let mut c = Cursor {
+        s: s.as_bytes(),
+        i: 0,
+    };
     let year = i64::from(c.num(4, 4)?);
     c.lit(b'-')?;
     let month = c.num(2, 2)?;
@@ -346,7 +366,16 @@ pub(crate) fn parse_rfc3339(s: &str) -> Option<GoTime> {
     if !c.done() {
         return None;
     }
-    checked(GoTime { year, month, day, hour, minute, second, nanos, offset })
+    checked(GoTime {
+        year,
+        month,
+        day,
+        hour,
+        minute,
+        second,
+        nanos,
+        offset,
+    })
 }
 
 /// Go `strconv.ParseBool`.
@@ -374,7 +403,11 @@ pub(crate) fn parse_float(s: &str) -> Option<f64> {
     if matches!(lower.as_str(), "inf" | "infinity" | "nan") {
         return s.to_ascii_lowercase().parse().ok();
     }
-    if body.is_empty() || !body.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-')) {
+    if body.is_empty()
+        || !body
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
+    {
         return None;
     }
     s.parse().ok()
@@ -396,7 +429,9 @@ pub(crate) fn is_semver(v: &str) -> bool {
         && parts.iter().all(|p| numeric(p))
         && pre.is_none_or(|p| {
             !p.is_empty()
-                && p.split('.').all(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+                && p.split('.').all(|id| {
+                    !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
         })
 }
 
@@ -454,10 +489,22 @@ mod tests {
         let t = |s: &str| parse_yaml_timestamp(s).map(|t| t.rfc3339_nano());
         assert_eq!(t("2024-01-01").as_deref(), Some("2024-01-01T00:00:00Z"));
         assert_eq!(t("2024-1-2 3:4:5").as_deref(), Some("2024-01-02T03:04:05Z"));
-        assert_eq!(t("2024-01-01T00:00:00.500Z").as_deref(), Some("2024-01-01T00:00:00.5Z"));
-        assert_eq!(t("2024-01-01T10:00:00+02:00").as_deref(), Some("2024-01-01T10:00:00+02:00"));
-        assert_eq!(t("2024-01-01T10:00:00+00:00").as_deref(), Some("2024-01-01T10:00:00Z"));
-        assert_eq!(t("2024-01-01t01:02:03Z").as_deref(), Some("2024-01-01T01:02:03Z"));
+        assert_eq!(
+            t("2024-01-01T00:00:00.500Z").as_deref(),
+            Some("2024-01-01T00:00:00.5Z")
+        );
+        assert_eq!(
+            t("2024-01-01T10:00:00+02:00").as_deref(),
+            Some("2024-01-01T10:00:00+02:00")
+        );
+        assert_eq!(
+            t("2024-01-01T10:00:00+00:00").as_deref(),
+            Some("2024-01-01T10:00:00Z")
+        );
+        assert_eq!(
+            t("2024-01-01t01:02:03Z").as_deref(),
+            Some("2024-01-01T01:02:03Z")
+        );
         assert_eq!(t("2024-01-01T01:02:03"), None);
         assert_eq!(t("2024-02-30"), None);
         assert_eq!(t("2024-02-29").as_deref(), Some("2024-02-29T00:00:00Z"));
@@ -480,9 +527,15 @@ mod tests {
         let g = GoTime::from_system_time(st);
         assert_eq!(g.rfc3339(), "2026-11-21T19:22:25Z");
         assert_eq!(g.to_system_time(), Some(st));
-        assert_eq!(GoTime::from_system_time(UNIX_EPOCH).rfc3339(), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            GoTime::from_system_time(UNIX_EPOCH).rfc3339(),
+            "1970-01-01T00:00:00Z"
+        );
         let leap = parse_rfc3339("2000-02-29T23:59:59Z").unwrap();
-        assert_eq!(GoTime::from_system_time(leap.to_system_time().unwrap()), leap);
+        assert_eq!(
+            GoTime::from_system_time(leap.to_system_time().unwrap()),
+            leap
+        );
     }
 
     #[test]

@@ -60,42 +60,79 @@ pub struct EncryptConfig {
 impl EncryptConfig {
     /// Encrypt every value for `recipients` (sops' defaults).
     pub fn new(recipients: Vec<String>, lastmodified: SystemTime) -> EncryptConfig {
-        EncryptConfig { recipients, rule: PartialEncryption::default(), mac_only_encrypted: false, lastmodified }
+        EncryptConfig {
+            recipients,
+            rule: PartialEncryption::default(),
+            mac_only_encrypted: false,
+            lastmodified,
+        }
     }
 }
 
 /// Encrypts a plaintext file the way `sops encrypt` does, with a fresh data key and IVs.
-pub fn encrypt(plaintext: &str, format: Format, config: &EncryptConfig) -> Result<String, SopsError> {
+pub fn encrypt(
+    plaintext: &str,
+    format: Format,
+    config: &EncryptConfig,
+) -> Result<String, SopsError> {
     let matcher = config.rule.matcher().map_err(|problem| SopsError::Config {
-        file: "the encryption settings".to_string(),
+        file: "the partial-encryption rule".to_string(),
         problems: vec![Problem::new(config.rule.key(), None, problem)],
     })?;
     let recipients = age_keys::parse_recipients(&config.recipients)?;
-    let Loaded { mut documents, metadata_at, .. } = stores::load(plaintext, format)?;
+    let Loaded {
+        mut documents,
+        metadata_at,
+        ..
+    } = stores::load(plaintext, format)?;
     if let Some((document, line)) = metadata_at {
         return Err(SopsError::AlreadyEncrypted { document, line });
     }
     if documents.0.is_empty() {
         return Err(SopsError::Input {
-            problems: vec![Problem::new("input", None, "has no YAML document; sops cannot encrypt an empty file")],
+            problems: vec![Problem::new(
+                "input",
+                None,
+                "has no YAML document; sops cannot encrypt an empty file",
+            )],
         });
     }
 
     let mut data_key = [0u8; 32];
-    OsRng.try_fill_bytes(&mut data_key).map_err(|source| SopsError::Random { purpose: "the data key", source })?;
+    OsRng
+        .try_fill_bytes(&mut data_key)
+        .map_err(|source| SopsError::Random {
+            purpose: "the data key",
+            source,
+        })?;
     let data_key = Secret::new(data_key);
-    let mut rng = StdRng::from_rng(OsRng).map_err(|source| SopsError::Random { purpose: "the IVs", source })?;
+    let mut rng = StdRng::from_rng(OsRng).map_err(|source| SopsError::Random {
+        purpose: "the IVs",
+        source,
+    })?;
     let cipher = ValueCipher::new(data_key.expose());
 
-    let mac = walk::encrypt_documents(&mut documents, &matcher, config.mac_only_encrypted, &cipher, &mut rng)?;
+    let mac = walk::encrypt_documents(
+        &mut documents,
+        &matcher,
+        config.mac_only_encrypted,
+        &cipher,
+        &mut rng,
+    )?;
     let lastmodified = GoTime::from_system_time(config.lastmodified);
-    let mac = walk::seal_mac(&cipher, &mac, &lastmodified.rfc3339(), &mut rng).ok_or_else(|| SopsError::Input {
-        problems: vec![Problem::new("sops.mac", None, "could not be encrypted")],
-    })?;
+    let mac =
+        walk::seal_mac(&cipher, &mac, &lastmodified.rfc3339(), &mut rng).ok_or_else(|| {
+            SopsError::Input {
+                problems: vec![Problem::new("sops.mac", None, "could not be encrypted")],
+            }
+        })?;
     let age = recipients
         .iter()
         .map(|(recipient, parsed)| {
-            Ok(AgeEntry { recipient: recipient.clone(), enc: age_keys::wrap_data_key(recipient, parsed, &data_key)? })
+            Ok(AgeEntry {
+                recipient: recipient.clone(),
+                enc: age_keys::wrap_data_key(recipient, parsed, &data_key)?,
+            })
         })
         .collect::<Result<Vec<_>, SopsError>>()?;
     let metadata = Metadata {
@@ -111,17 +148,42 @@ pub fn encrypt(plaintext: &str, format: Format, config: &EncryptConfig) -> Resul
 
 /// Decrypts a sops file and verifies its MAC; the plaintext is laid out as `sops decrypt`
 /// writes it. Fails if no identity fits, a value was tampered with, or the MAC differs.
-pub fn decrypt(ciphertext: &str, format: Format, identities: &Identities) -> Result<SecretString, SopsError> {
+pub fn decrypt(
+    ciphertext: &str,
+    format: Format,
+    identities: &Identities,
+) -> Result<SecretString, SopsError> {
     let mut loaded = stores::load(ciphertext, format)?;
     let metadata = read_metadata(&loaded, format)?;
-    let matcher = metadata.rule.matcher().map_err(|problem| SopsError::Metadata {
-        problems: vec![Problem::new(format!("sops.{}", metadata.rule.key()), None, problem)],
-    })?;
+    let matcher = metadata
+        .rule
+        .matcher()
+        .map_err(|problem| SopsError::Metadata {
+            problems: vec![Problem::new(
+                format!("sops.{}", metadata.rule.key()),
+                None,
+                problem,
+            )],
+        })?;
     let data_key = age_keys::unwrap_data_key(&metadata.age, identities)?;
     let cipher = ValueCipher::new(data_key.expose());
-    let computed = walk::decrypt_documents(&mut loaded.documents, &matcher, metadata.mac_only_encrypted, &cipher)?;
-    walk::verify_mac(&cipher, &metadata.mac, &metadata.lastmodified.rfc3339(), &computed)?;
-    Ok(SecretString::new(stores::emit(&mut loaded.documents, format, None)?))
+    let computed = walk::decrypt_documents(
+        &mut loaded.documents,
+        &matcher,
+        metadata.mac_only_encrypted,
+        &cipher,
+    )?;
+    walk::verify_mac(
+        &cipher,
+        &metadata.mac,
+        &metadata.lastmodified.rfc3339(),
+        &computed,
+    )?;
+    Ok(SecretString::new(stores::emit(
+        &mut loaded.documents,
+        format,
+        None,
+    )?))
 }
 
 /// Whether `text` carries sops metadata (a non-empty top-level `sops` section; `sops_*`
@@ -182,9 +244,14 @@ pub fn file_info(text: &str, format: Format) -> Result<SopsFileInfo, SopsError> 
 fn read_metadata(loaded: &Loaded, format: Format) -> Result<Metadata, SopsError> {
     match (format, &loaded.metadata_node, &loaded.metadata_flat) {
         (Format::Dotenv, _, Some(flat)) => metadata::from_flat(flat),
-        (Format::Dotenv, _, None) => Err(SopsError::NoMetadata { format, key: "sops_*" }),
+        (Format::Dotenv, _, None) => Err(SopsError::NoMetadata {
+            format,
+            key: "sops_*",
+        }),
         (_, Some(node), _) => metadata::from_node(node),
-        (_, None, _) => Err(SopsError::NoMetadata { format, key: "sops" }),
+        (_, None, _) => Err(SopsError::NoMetadata {
+            format,
+            key: "sops",
+        }),
     }
 }
-

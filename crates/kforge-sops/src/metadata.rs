@@ -76,7 +76,11 @@ impl Field<'_> {
 pub(crate) fn from_node(node: &Node) -> Result<Metadata, SopsError> {
     let Value::Map(items) = &node.value else {
         return Err(SopsError::Metadata {
-            problems: vec![Problem::new("sops", Some(node.line), format!("must be a mapping, found {}", node.kind()))],
+            problems: vec![Problem::new(
+                "sops",
+                Some(node.line),
+                format!("must be a mapping, found {}", node.kind()),
+            )],
         });
     };
     let mut fields: BTreeMap<&str, Field<'_>> = BTreeMap::new();
@@ -93,8 +97,11 @@ pub(crate) fn from_node(node: &Node) -> Result<Metadata, SopsError> {
             _ => Vec::new(),
         },
     };
-    let other: Vec<&str> =
-        OTHER_KEY_TYPES.iter().copied().filter(|k| fields.get(k).is_some_and(|f| !f.is_absent_like())).collect();
+    let other: Vec<&str> = OTHER_KEY_TYPES
+        .iter()
+        .copied()
+        .filter(|k| fields.get(k).is_some_and(|f| !f.is_absent_like()))
+        .collect();
     finish(&fields, age, &other, problems)
 }
 
@@ -106,15 +113,24 @@ pub(crate) fn from_flat(entries: &[(String, String)]) -> Result<Metadata, SopsEr
     let mut problems = Vec::new();
     for (key, value) in entries {
         if let Some(rest) = key.strip_prefix("age__list_") {
-            let parsed = rest.split_once("__map_").and_then(|(i, f)| Some((i.parse::<usize>().ok()?, f)));
+            let parsed = rest
+                .split_once("__map_")
+                .and_then(|(i, f)| Some((i.parse::<usize>().ok()?, f)));
             match parsed {
                 Some((i, "recipient")) => age.entry(i).or_default().0 = Some(value.clone()),
                 Some((i, "enc")) => age.entry(i).or_default().1 = Some(value.clone()),
-                _ => problems.push(Problem::new(format!("sops_{key}"), None, "is not a known age metadata key")),
+                _ => problems.push(Problem::new(
+                    format!("sops_{key}"),
+                    None,
+                    "is not a known age metadata key",
+                )),
             }
         } else if key.starts_with("key_groups") {
             return Err(unsupported_key_groups());
-        } else if let Some(t) = OTHER_KEY_TYPES.iter().find(|t| key.starts_with(&format!("{t}__list_"))) {
+        } else if let Some(t) = OTHER_KEY_TYPES
+            .iter()
+            .find(|t| key.starts_with(&format!("{t}__list_")))
+        {
             if !other.contains(t) {
                 other.push(*t);
             }
@@ -143,9 +159,16 @@ fn unsupported_key_groups() -> SopsError {
     }
 }
 
-fn age_from_key_groups(groups: &Node, problems: &mut Vec<Problem>) -> Result<Vec<AgeEntry>, SopsError> {
+fn age_from_key_groups(
+    groups: &Node,
+    problems: &mut Vec<Problem>,
+) -> Result<Vec<AgeEntry>, SopsError> {
     let Value::Seq(list) = &groups.value else {
-        problems.push(Problem::new("sops.key_groups", Some(groups.line), "must be a list"));
+        problems.push(Problem::new(
+            "sops.key_groups",
+            Some(groups.line),
+            "must be a list",
+        ));
         return Ok(Vec::new());
     };
     if list.len() > 1 {
@@ -165,7 +188,11 @@ fn age_from_list(list: &Node, at: &str, problems: &mut Vec<Problem>) -> Vec<AgeE
         Value::Null => return Vec::new(),
         Value::Seq(items) => items,
         _ => {
-            problems.push(Problem::new(at, Some(list.line), format!("must be a list, found {}", list.kind())));
+            problems.push(Problem::new(
+                at,
+                Some(list.line),
+                format!("must be a list, found {}", list.kind()),
+            ));
             return Vec::new();
         }
     };
@@ -200,18 +227,27 @@ fn finish(
         if fields.get(key).is_some_and(|f| !f.is_absent_like()) {
             return Err(SopsError::Unsupported {
                 what: format!("the `{key}` rule"),
-                hint: "kforge decides encryption by key names; decrypt this file with the sops CLI".to_string(),
+                hint: "kforge decides encryption by key names; decrypt this file with the sops CLI"
+                    .to_string(),
             });
         }
     }
     if age.is_empty() && !other_key_types.is_empty() {
         return Err(SopsError::Unsupported {
-            what: format!("a file encrypted only for {} keys", other_key_types.join(", ")),
-            hint: "add an age recipient with `sops updatekeys` or decrypt it with the sops CLI".to_string(),
+            what: format!(
+                "a file encrypted only for {} keys",
+                other_key_types.join(", ")
+            ),
+            hint: "add an age recipient with `sops updatekeys` or decrypt it with the sops CLI"
+                .to_string(),
         });
     }
     if age.is_empty() {
-        problems.push(Problem::new("sops.age", None, "lists no age recipients, so no key can decrypt the data key"));
+        problems.push(Problem::new(
+            "sops.age",
+            None,
+            "lists no age recipients, so no key can decrypt the data key",
+        ));
     }
 
     let text_field = |key: &str, problems: &mut Vec<Problem>| -> Option<(String, Option<usize>)> {
@@ -221,7 +257,11 @@ fn finish(
             Some(f) => match f.text() {
                 Some(t) => Some((t.to_string(), f.line())),
                 None => {
-                    problems.push(Problem::new(format!("sops.{key}"), f.line(), "must be a string"));
+                    problems.push(Problem::new(
+                        format!("sops.{key}"),
+                        f.line(),
+                        "must be a string",
+                    ));
                     None
                 }
             },
@@ -247,7 +287,11 @@ fn finish(
     };
     let mac = text_field("mac", &mut problems).map(|(t, _)| t);
     if mac.is_none() {
-        problems.push(Problem::new("sops.mac", None, "is missing, so the file's integrity cannot be checked"));
+        problems.push(Problem::new(
+            "sops.mac",
+            None,
+            "is missing, so the file's integrity cannot be checked",
+        ));
     }
 
     let mut rules = Vec::new();
@@ -261,7 +305,10 @@ fn finish(
         problems.push(Problem::new(
             "sops",
             rules[1].2,
-            format!("sets {}; sops allows only one partial-encryption rule", names.join(" and ")),
+            format!(
+                "sets {}; sops allows only one partial-encryption rule",
+                names.join(" and ")
+            ),
         ));
     }
     let rule = rules
@@ -277,7 +324,11 @@ fn finish(
             Value::Bool(b) => b,
             Value::Null => false,
             _ => {
-                problems.push(Problem::new("sops.mac_only_encrypted", Some(n.line), "must be true or false"));
+                problems.push(Problem::new(
+                    "sops.mac_only_encrypted",
+                    Some(n.line),
+                    "must be true or false",
+                ));
                 false
             }
         },
@@ -289,7 +340,9 @@ fn finish(
             problems.push(Problem::new(
                 "sops.version",
                 line,
-                format!("`{v}` is not a valid version (expected MAJOR.MINOR.PATCH like {SOPS_VERSION})"),
+                format!(
+                    "`{v}` is not a valid version (expected MAJOR.MINOR.PATCH like {SOPS_VERSION})"
+                ),
             ));
             None
         }
@@ -306,9 +359,14 @@ fn finish(
     };
 
     match (lastmodified, mac, version) {
-        (Some(lastmodified), Some(mac), Some(version)) if problems.is_empty() => {
-            Ok(Metadata { age, lastmodified, mac, rule, mac_only_encrypted, version })
-        }
+        (Some(lastmodified), Some(mac), Some(version)) if problems.is_empty() => Ok(Metadata {
+            age,
+            lastmodified,
+            mac,
+            rule,
+            mac_only_encrypted,
+            version,
+        }),
         _ => Err(SopsError::Metadata { problems }),
     }
 }
@@ -316,13 +374,19 @@ fn finish(
 impl Metadata {
     /// The metadata as sops 3.11 writes it into YAML and JSON files, in its field order.
     pub(crate) fn to_items(&self) -> Vec<Item> {
-        let pair = |key: &str, value: Value| Item::Pair { key: key.to_string(), node: Node::new(value, 0) };
+        let pair = |key: &str, value: Value| Item::Pair {
+            key: key.to_string(),
+            node: Node::new(value, 0),
+        };
         let age = self
             .age
             .iter()
             .map(|e| {
                 Node::new(
-                    Value::Map(vec![pair("recipient", Value::Str(e.recipient.clone())), pair("enc", Value::Str(e.enc.clone()))]),
+                    Value::Map(vec![
+                        pair("recipient", Value::Str(e.recipient.clone())),
+                        pair("enc", Value::Str(e.enc.clone())),
+                    ]),
                     0,
                 )
             })

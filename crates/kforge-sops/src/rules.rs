@@ -63,21 +63,47 @@ impl PartialEncryption {
             PartialEncryption::UnencryptedRegex(r) => (KeyTest::Regex(compile(r)?), false),
             PartialEncryption::EncryptedRegex(r) => (KeyTest::Regex(compile(r)?), true),
         };
-        Ok(KeyMatcher { test, encrypt_on_match })
+        Ok(KeyMatcher {
+            test,
+            encrypt_on_match,
+        })
     }
 }
 
 /// The metadata keys of the six sops rules; the two comment-based ones are not supported.
-pub(crate) const RULE_KEYS: [&str; 4] =
-    ["unencrypted_suffix", "encrypted_suffix", "unencrypted_regex", "encrypted_regex"];
-pub(crate) const COMMENT_RULE_KEYS: [&str; 2] = ["unencrypted_comment_regex", "encrypted_comment_regex"];
+pub(crate) const RULE_KEYS: [&str; 4] = [
+    "unencrypted_suffix",
+    "encrypted_suffix",
+    "unencrypted_regex",
+    "encrypted_regex",
+];
+pub(crate) const COMMENT_RULE_KEYS: [&str; 2] =
+    ["unencrypted_comment_regex", "encrypted_comment_regex"];
 
 fn non_empty(s: &str) -> Result<String, String> {
-    if s.is_empty() { Err("the suffix is empty".to_string()) } else { Ok(s.to_string()) }
+    if s.is_empty() {
+        Err("the suffix is empty".to_string())
+    } else {
+        Ok(s.to_string())
+    }
 }
 
 fn compile(r: &str) -> Result<Regex, String> {
-    Regex::new(r).map_err(|e| format!("invalid regex: {e}"))
+    Regex::new(r).map_err(|e| format!("`{r}` is not a valid regex: {}", regex_error_summary(&e)))
+}
+
+/// The regex crate's syntax errors span several lines (pattern, caret, message); keep the message.
+pub(crate) fn regex_error_summary(e: &regex::Error) -> String {
+    match e {
+        regex::Error::Syntax(s) => s
+            .lines()
+            .last()
+            .unwrap_or(s)
+            .trim()
+            .trim_start_matches("error: ")
+            .to_string(),
+        other => other.to_string(),
+    }
 }
 
 enum KeyTest {
@@ -116,12 +142,24 @@ mod tests {
         assert!(m.matches("pw_unencrypted"));
         assert!(!m.encrypted(true));
         assert!(m.encrypted(false));
-        let m = PartialEncryption::EncryptedRegex("^(data|pw)$".into()).matcher().unwrap();
+        let m = PartialEncryption::EncryptedRegex("^(data|pw)$".into())
+            .matcher()
+            .unwrap();
         assert!(m.matches("pw") && !m.matches("pwx"));
         assert!(m.encrypted(true) && !m.encrypted(false));
-        let m = PartialEncryption::UnencryptedRegex("pub".into()).matcher().unwrap();
+        let m = PartialEncryption::UnencryptedRegex("pub".into())
+            .matcher()
+            .unwrap();
         assert!(m.matches("xpubx"), "unanchored like Go regexp.Match");
-        assert!(PartialEncryption::EncryptedRegex("(".into()).matcher().is_err());
-        assert!(PartialEncryption::EncryptedSuffix(String::new()).matcher().is_err());
+        assert!(
+            PartialEncryption::EncryptedRegex("(".into())
+                .matcher()
+                .is_err()
+        );
+        assert!(
+            PartialEncryption::EncryptedSuffix(String::new())
+                .matcher()
+                .is_err()
+        );
     }
 }

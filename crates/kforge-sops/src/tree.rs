@@ -30,9 +30,15 @@ pub(crate) enum Value {
 
 /// One entry of a mapping.
 pub(crate) enum Item {
-    Pair { key: String, node: Node },
+    Pair {
+        key: String,
+        node: Node,
+    },
     /// A comment line (without its `#`); only dotenv keeps them.
-    Comment { text: String, line: usize },
+    Comment {
+        text: String,
+        line: usize,
+    },
 }
 
 /// The documents of one file (several for multi-document YAML).
@@ -91,8 +97,14 @@ impl Node {
                 items
                     .iter()
                     .map(|it| match it {
-                        Item::Pair { key, node } => Item::Pair { key: key.clone(), node: node.clone_tree() },
-                        Item::Comment { text, line } => Item::Comment { text: text.clone(), line: *line },
+                        Item::Pair { key, node } => Item::Pair {
+                            key: key.clone(),
+                            node: node.clone_tree(),
+                        },
+                        Item::Comment { text, line } => Item::Comment {
+                            text: text.clone(),
+                            line: *line,
+                        },
                     })
                     .collect(),
             ),

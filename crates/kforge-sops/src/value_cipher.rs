@@ -2,11 +2,11 @@
 //! the key path as additional data, written as
 //! `ENC[AES256_GCM,data:<b64>,iv:<b64>,tag:<b64>,type:<t>]`.
 
+use aes_gcm::AesGcm;
 use aes_gcm::aead::consts::{U12, U32};
 use aes_gcm::aead::generic_array::GenericArray;
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::aes::Aes256;
-use aes_gcm::AesGcm;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use rand::RngCore;
@@ -51,9 +51,15 @@ pub(crate) fn parse(s: &str) -> Result<EncValue<'_>, EncProblem> {
         .trim_end()
         .strip_suffix(']')
         .ok_or_else(|| malformed("does not end with `]`"))?;
-    let (data, rest) = body.split_once(",iv:").ok_or_else(|| malformed("has no `iv:` part"))?;
-    let (iv, rest) = rest.split_once(",tag:").ok_or_else(|| malformed("has no `tag:` part"))?;
-    let (tag, type_tag) = rest.split_once(",type:").ok_or_else(|| malformed("has no `type:` part"))?;
+    let (data, rest) = body
+        .split_once(",iv:")
+        .ok_or_else(|| malformed("has no `iv:` part"))?;
+    let (iv, rest) = rest
+        .split_once(",tag:")
+        .ok_or_else(|| malformed("has no `tag:` part"))?;
+    let (tag, type_tag) = rest
+        .split_once(",type:")
+        .ok_or_else(|| malformed("has no `type:` part"))?;
     let decode = |part: &str, what: &str| {
         B64.decode(part)
             .map_err(|e| EncProblem::Malformed(format!("its {what} is not valid base64 ({e})")))
@@ -88,7 +94,10 @@ pub(crate) struct ValueCipher {
 impl ValueCipher {
     pub fn new(data_key: &[u8; 32]) -> ValueCipher {
         let key = GenericArray::from_slice(data_key);
-        ValueCipher { aead: Aes256Gcm32::new(key), aead12: Aes256Gcm12::new(key) }
+        ValueCipher {
+            aead: Aes256Gcm32::new(key),
+            aead12: Aes256Gcm12::new(key),
+        }
     }
 
     /// `ENC[...]` for `plaintext` under `aad`, with a fresh IV from `rng`. `None` only for
@@ -121,14 +130,24 @@ impl ValueCipher {
     }
 
     /// The plaintext bytes and type tag of an `ENC[...]` value.
-    pub fn decrypt<'a>(&self, enc: &'a str, aad: &[u8]) -> Result<(Zeroizing<Vec<u8>>, &'a str), EncProblem> {
+    pub fn decrypt<'a>(
+        &self,
+        enc: &'a str,
+        aad: &[u8],
+    ) -> Result<(Zeroizing<Vec<u8>>, &'a str), EncProblem> {
         let v = parse(enc)?;
         let mut buf = Zeroizing::new(v.data);
         let tag = GenericArray::from_slice(&v.tag);
         let result = if v.iv.len() == IV_LEN {
-            self.aead.decrypt_in_place_detached(GenericArray::from_slice(&v.iv), aad, &mut buf, tag)
+            self.aead
+                .decrypt_in_place_detached(GenericArray::from_slice(&v.iv), aad, &mut buf, tag)
         } else {
-            self.aead12.decrypt_in_place_detached(GenericArray::from_slice(&v.iv), aad, &mut buf, tag)
+            self.aead12.decrypt_in_place_detached(
+                GenericArray::from_slice(&v.iv),
+                aad,
+                &mut buf,
+                tag,
+            )
         };
         result.map_err(|_| EncProblem::Authentication)?;
         Ok((buf, v.type_tag))
@@ -143,7 +162,9 @@ mod tests {
     fn round_trip_and_tamper() {
         let c = ValueCipher::new(&[7u8; 32]);
         let mut rng = rand::thread_rng();
-        let enc = c.encrypt(b"hunter2", b"db:password:", "str", &mut rng).unwrap();
+        let enc = c
+            .encrypt(b"hunter2", b"db:password:", "str", &mut rng)
+            .unwrap();
         assert!(enc.starts_with("ENC[AES256_GCM,data:"));
         assert!(enc.ends_with(",type:str]"));
         let iv = enc.split(",iv:").nth(1).unwrap().split(',').next().unwrap();
@@ -151,10 +172,19 @@ mod tests {
         let (pt, ty) = c.decrypt(&enc, b"db:password:").unwrap();
         assert_eq!(&pt[..], b"hunter2");
         assert_eq!(ty, "str");
-        assert_eq!(c.decrypt(&enc, b"db:other:").unwrap_err(), EncProblem::Authentication);
+        assert_eq!(
+            c.decrypt(&enc, b"db:other:").unwrap_err(),
+            EncProblem::Authentication
+        );
         let other = ValueCipher::new(&[8u8; 32]);
-        assert_eq!(other.decrypt(&enc, b"db:password:").unwrap_err(), EncProblem::Authentication);
-        assert!(matches!(c.decrypt("ENC[AES256_GCM,data:abc", b""), Err(EncProblem::Malformed(_))));
+        assert_eq!(
+            other.decrypt(&enc, b"db:password:").unwrap_err(),
+            EncProblem::Authentication
+        );
+        assert!(matches!(
+            c.decrypt("ENC[AES256_GCM,data:abc", b""),
+            Err(EncProblem::Malformed(_))
+        ));
         assert!(matches!(
             c.decrypt("ENC[AES256_GCM,data:!!,iv:AA==,tag:AA==,type:str]", b""),
             Err(EncProblem::Malformed(_))
@@ -166,8 +196,18 @@ mod tests {
         let key = [1u8; 32];
         let aead = Aes256Gcm12::new(GenericArray::from_slice(&key));
         let mut buf = b"x".to_vec();
-        let tag = aead.encrypt_in_place_detached(GenericArray::from_slice(&[2u8; 12]), b"k:", &mut buf).unwrap();
-        let enc = format!("ENC[AES256_GCM,data:{},iv:{},tag:{},type:str]", B64.encode(&buf), B64.encode([2u8; 12]), B64.encode(tag));
-        assert_eq!(&ValueCipher::new(&key).decrypt(&enc, b"k:").unwrap().0[..], b"x");
+        let tag = aead
+            .encrypt_in_place_detached(GenericArray::from_slice(&[2u8; 12]), b"k:", &mut buf)
+            .unwrap();
+        let enc = format!(
+            "ENC[AES256_GCM,data:{},iv:{},tag:{},type:str]",
+            B64.encode(&buf),
+            B64.encode([2u8; 12]),
+            B64.encode(tag)
+        );
+        assert_eq!(
+            &ValueCipher::new(&key).decrypt(&enc, b"k:").unwrap().0[..],
+            b"x"
+        );
     }
 }

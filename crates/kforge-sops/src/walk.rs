@@ -92,11 +92,17 @@ pub(crate) fn decrypt_documents(
     for doc in &mut docs.0 {
         w.items(doc, false);
     }
-    w.finish().map_err(|problems| SopsError::Values { problems })
+    w.finish()
+        .map_err(|problems| SopsError::Values { problems })
 }
 
 impl<'a, 'r> Walker<'a, 'r> {
-    fn new(mode: Mode<'r>, matcher: &'a KeyMatcher, mac_only_encrypted: bool, cipher: &'a ValueCipher) -> Self {
+    fn new(
+        mode: Mode<'r>,
+        matcher: &'a KeyMatcher,
+        mac_only_encrypted: bool,
+        cipher: &'a ValueCipher,
+    ) -> Self {
         Walker {
             mode,
             matcher,
@@ -110,7 +116,11 @@ impl<'a, 'r> Walker<'a, 'r> {
     }
 
     fn finish(self) -> Result<String, Vec<Problem>> {
-        if self.problems.is_empty() { Ok(self.mac.finish()) } else { Err(self.problems) }
+        if self.problems.is_empty() {
+            Ok(self.mac.finish())
+        } else {
+            Err(self.problems)
+        }
     }
 
     fn items(&mut self, items: &mut [Item], matched: bool) {
@@ -157,15 +167,28 @@ impl<'a, 'r> Walker<'a, 'r> {
         if !self.matcher.encrypted(matched) || text.is_empty() {
             return;
         }
-        let aad = if self.aad.is_empty() { ":" } else { self.aad.as_str() };
+        let aad = if self.aad.is_empty() {
+            ":"
+        } else {
+            self.aad.as_str()
+        };
         match &mut self.mode {
-            Mode::Encrypt(rng) => match self.cipher.encrypt(text.as_bytes(), aad.as_bytes(), "comment", &mut **rng) {
-                Some(enc) => {
-                    text.zeroize();
-                    *text = enc;
+            Mode::Encrypt(rng) => {
+                match self
+                    .cipher
+                    .encrypt(text.as_bytes(), aad.as_bytes(), "comment", &mut **rng)
+                {
+                    Some(enc) => {
+                        text.zeroize();
+                        *text = enc;
+                    }
+                    None => self.problems.push(Problem::new(
+                        "comment",
+                        Some(line),
+                        "is too large to encrypt",
+                    )),
                 }
-                None => self.problems.push(Problem::new("comment", Some(line), "is too large to encrypt")),
-            },
+            }
             Mode::Decrypt => {
                 if let Ok((plain, "comment")) = self.cipher.decrypt(text, aad.as_bytes()) {
                     if let Ok(s) = String::from_utf8(plain.to_vec()) {
@@ -178,23 +201,35 @@ impl<'a, 'r> Walker<'a, 'r> {
 
     fn encrypt_leaf(&mut self, node: &mut Node, matched: bool) {
         let encrypted = self.matcher.encrypted(matched);
-        let Some(plain) = node.value.plaintext() else { return };
+        let Some(plain) = node.value.plaintext() else {
+            return;
+        };
         if !self.mac_only_encrypted || encrypted {
             self.mac.0.update(plain.as_bytes());
         }
         if !encrypted || matches!(&node.value, Value::Str(s) if s.is_empty()) {
             return;
         }
-        let Some(type_tag) = node.type_tag() else { return };
-        let Mode::Encrypt(rng) = &mut self.mode else { return };
-        let enc = self.cipher.encrypt(plain.as_bytes(), self.aad.as_bytes(), type_tag, &mut **rng);
+        let Some(type_tag) = node.type_tag() else {
+            return;
+        };
+        let Mode::Encrypt(rng) = &mut self.mode else {
+            return;
+        };
+        let enc = self
+            .cipher
+            .encrypt(plain.as_bytes(), self.aad.as_bytes(), type_tag, &mut **rng);
         drop(plain);
         match enc {
             Some(enc) => {
                 node.value.zeroize();
                 node.value = Value::Str(enc);
             }
-            None => self.problems.push(Problem::new(self.path.clone(), Some(node.line), "is too large to encrypt")),
+            None => self.problems.push(Problem::new(
+                self.path.clone(),
+                Some(node.line),
+                "is too large to encrypt",
+            )),
         }
     }
 
@@ -206,7 +241,11 @@ impl<'a, 'r> Walker<'a, 'r> {
                 Value::Str(s) if value_cipher::is_enc_value(s) => match self.decrypt_value(s) {
                     Ok(v) => node.value = v,
                     Err(message) => {
-                        self.problems.push(Problem::new(self.path.clone(), Some(node.line), message));
+                        self.problems.push(Problem::new(
+                            self.path.clone(),
+                            Some(node.line),
+                            message,
+                        ));
                         return;
                     }
                 },
@@ -237,15 +276,28 @@ impl<'a, 'r> Walker<'a, 'r> {
             EncProblem::Malformed(m) => format!("is not a valid sops encrypted value: it {m}"),
             EncProblem::Authentication => "failed authentication: its data, iv or tag was changed, it was moved here from another key, or it belongs to another file".to_string(),
         })?;
-        let text = std::str::from_utf8(&plain)
-            .map_err(|_| format!("decrypts to bytes that are not UTF-8 text (type `{}`)", short(type_tag)))?;
-        let bad = |what: &str| format!("decrypts to text that is not a valid {what} (type `{}`)", short(type_tag));
+        let text = std::str::from_utf8(&plain).map_err(|_| {
+            format!(
+                "decrypts to bytes that are not UTF-8 text (type `{}`)",
+                short(type_tag)
+            )
+        })?;
+        let bad = |what: &str| {
+            format!(
+                "decrypts to text that is not a valid {what} (type `{}`)",
+                short(type_tag)
+            )
+        };
         Ok(match type_tag {
             "str" | "bytes" => Value::Str(text.to_string()),
             "int" | "int64" => Value::Int(go_text::parse_int(text).ok_or_else(|| bad("integer"))?),
             "float" => Value::Float(go_text::parse_float(text).ok_or_else(|| bad("number"))?),
             "bool" => Value::Bool(go_text::parse_bool(text).ok_or_else(|| bad("boolean"))?),
-            "time" => Value::Time(go_text::parse_rfc3339(text).ok_or_else(|| bad("RFC 3339 timestamp"))?.rfc3339_nano()),
+            "time" => Value::Time(
+                go_text::parse_rfc3339(text)
+                    .ok_or_else(|| bad("RFC 3339 timestamp"))?
+                    .rfc3339_nano(),
+            ),
             other => return Err(format!("has an unknown type `{}`", short(other))),
         })
     }
@@ -258,16 +310,35 @@ fn short(s: &str) -> String {
 
 /// Decrypts the stored MAC (AAD = `lastmodified` in RFC 3339) and compares it in constant
 /// time with the computed one.
-pub(crate) fn verify_mac(cipher: &ValueCipher, stored: &str, lastmodified: &str, computed: &str) -> Result<(), SopsError> {
-    let unreadable = || SopsError::MacUnreadable { lastmodified: lastmodified.to_string() };
-    let (plain, _) = cipher.decrypt(stored, lastmodified.as_bytes()).map_err(|_| unreadable())?;
+pub(crate) fn verify_mac(
+    cipher: &ValueCipher,
+    stored: &str,
+    lastmodified: &str,
+    computed: &str,
+) -> Result<(), SopsError> {
+    let unreadable = || SopsError::MacUnreadable {
+        lastmodified: lastmodified.to_string(),
+    };
+    let (plain, _) = cipher
+        .decrypt(stored, lastmodified.as_bytes())
+        .map_err(|_| unreadable())?;
     use subtle::ConstantTimeEq;
-    let equal = plain.len() == computed.len() && bool::from(plain.as_slice().ct_eq(computed.as_bytes()));
-    if equal { Ok(()) } else { Err(SopsError::MacMismatch) }
+    let equal =
+        plain.len() == computed.len() && bool::from(plain.as_slice().ct_eq(computed.as_bytes()));
+    if equal {
+        Ok(())
+    } else {
+        Err(SopsError::MacMismatch)
+    }
 }
 
 /// Encrypts the MAC for storage.
-pub(crate) fn seal_mac(cipher: &ValueCipher, mac: &str, lastmodified: &str, rng: &mut dyn RngCore) -> Option<String> {
+pub(crate) fn seal_mac(
+    cipher: &ValueCipher,
+    mac: &str,
+    lastmodified: &str,
+    rng: &mut dyn RngCore,
+) -> Option<String> {
     cipher.encrypt(mac.as_bytes(), lastmodified.as_bytes(), "str", rng)
 }
 
@@ -279,8 +350,9 @@ mod tests {
     fn mac_only_encrypted_initialization_matches_sops() {
         // sops.go MACOnlyEncryptedInitialization
         let expected: [u8; 32] = [
-            0x8a, 0x3f, 0xd2, 0xad, 0x54, 0xce, 0x66, 0x52, 0x7b, 0x10, 0x34, 0xf3, 0xd1, 0x47, 0xbe, 0x0b, 0x0b, 0x97,
-            0x5b, 0x3b, 0xf4, 0x4f, 0x72, 0xc6, 0xfd, 0xad, 0xec, 0x81, 0x76, 0xf2, 0x7d, 0x69,
+            0x8a, 0x3f, 0xd2, 0xad, 0x54, 0xce, 0x66, 0x52, 0x7b, 0x10, 0x34, 0xf3, 0xd1, 0x47,
+            0xbe, 0x0b, 0x0b, 0x97, 0x5b, 0x3b, 0xf4, 0x4f, 0x72, 0xc6, 0xfd, 0xad, 0xec, 0x81,
+            0x76, 0xf2, 0x7d, 0x69,
         ];
         assert_eq!(Sha256::digest(b"sops").as_slice(), &expected);
     }

@@ -95,8 +95,11 @@ fn rules() -> Vec<PartialEncryption> {
 /// Masks what differs between two encryptions of the same plaintext.
 fn mask(text: &str) -> String {
     let enc = Regex::new(r"data:[A-Za-z0-9+/=]*,iv:[A-Za-z0-9+/=]+,tag:[A-Za-z0-9+/=]+,").unwrap();
-    let armor = Regex::new(r"-----BEGIN AGE ENCRYPTED FILE-----[\s\S]*?-----END AGE ENCRYPTED FILE-----").unwrap();
-    let when = Regex::new(r#"(lastmodified"?[:=] ?"?)[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z"#).unwrap();
+    let armor =
+        Regex::new(r"-----BEGIN AGE ENCRYPTED FILE-----[\s\S]*?-----END AGE ENCRYPTED FILE-----")
+            .unwrap();
+    let when =
+        Regex::new(r#"(lastmodified"?[:=] ?"?)[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z"#).unwrap();
     let t = enc.replace_all(text, "data:D,iv:I,tag:T,");
     let t = armor.replace_all(&t, "AGE");
     when.replace_all(&t, "${1}WHEN").into_owned()
@@ -111,17 +114,27 @@ fn check_case(format: Format, plaintext: &str, rule: &PartialEncryption, mac_onl
 
     // sops' own round trip is the reference for what "the original" prints as.
     let by_sops = sb.sops_encrypt(name, plaintext);
-    let reference = sb.sops_decrypt(name, &by_sops, &key).unwrap_or_else(|e| panic!("{what}: sops decrypt: {e}"));
+    let reference = sb
+        .sops_decrypt(name, &by_sops, &key)
+        .unwrap_or_else(|e| panic!("{what}: sops decrypt: {e}"));
 
     // sops → kforge
     assert!(is_sops_file(&by_sops, format), "{what}");
-    let ours = decrypt(&by_sops, format, &identities(&key)).unwrap_or_else(|e| panic!("{what}: kforge decrypt: {e}"));
-    assert_eq!(ours.expose(), &reference, "{what}: kforge decrypt of sops output");
+    let ours = decrypt(&by_sops, format, &identities(&key))
+        .unwrap_or_else(|e| panic!("{what}: kforge decrypt: {e}"));
+    assert_eq!(
+        ours.expose(),
+        &reference,
+        "{what}: kforge decrypt of sops output"
+    );
 
     // kforge → sops
     let cfg = config(&[&key], rule.clone(), mac_only_encrypted);
-    let by_kforge = encrypt(plaintext, format, &cfg).unwrap_or_else(|e| panic!("{what}: kforge encrypt: {e}"));
-    let theirs = sb.sops_decrypt(name, &by_kforge, &key).unwrap_or_else(|e| panic!("{what}: sops decrypt of kforge output: {e}\n{by_kforge}"));
+    let by_kforge =
+        encrypt(plaintext, format, &cfg).unwrap_or_else(|e| panic!("{what}: kforge encrypt: {e}"));
+    let theirs = sb
+        .sops_decrypt(name, &by_kforge, &key)
+        .unwrap_or_else(|e| panic!("{what}: sops decrypt of kforge output: {e}\n{by_kforge}"));
     assert_eq!(theirs, reference, "{what}: sops decrypt of kforge output");
     let back = decrypt(&by_kforge, format, &identities(&key)).unwrap();
     assert_eq!(back.expose(), &reference, "{what}: kforge round trip");
@@ -165,21 +178,48 @@ fn dotenv_matrix_matches_sops() {
 fn yaml_values_survive_unchanged_where_sops_keeps_them() {
     // Plain kforge round trip: decrypting what kforge encrypted gives the values back.
     let key = keypair();
-    let enc = encrypt(YAML, Format::Yaml, &config(&[&key], PartialEncryption::default(), false)).unwrap();
+    let enc = encrypt(
+        YAML,
+        Format::Yaml,
+        &config(&[&key], PartialEncryption::default(), false),
+    )
+    .unwrap();
     let dec = decrypt(&enc, Format::Yaml, &identities(&key)).unwrap();
     let original = kforge_yaml::parse_all(YAML).unwrap();
     let back = kforge_yaml::parse_all(dec.expose()).unwrap();
     assert_eq!(original.len(), back.len());
-    let get = |docs: &[kforge_yaml::Node], k: &str| docs[0].get("db").unwrap().get(k).unwrap().to_value();
-    for k in ["password", "port", "half", "enabled", "empty", "nothing", "multi", "unicode", "special", "yes_string", "numeric_string"] {
+    let get =
+        |docs: &[kforge_yaml::Node], k: &str| docs[0].get("db").unwrap().get(k).unwrap().to_value();
+    for k in [
+        "password",
+        "port",
+        "half",
+        "enabled",
+        "empty",
+        "nothing",
+        "multi",
+        "unicode",
+        "special",
+        "yes_string",
+        "numeric_string",
+    ] {
         assert_eq!(get(&original, k), get(&back, k), "{k}");
     }
     assert_eq!(original[1].to_value(), back[1].to_value());
     // Like sops: a timestamp comes back in RFC 3339, 1.0 comes back as 1.
-    assert_eq!(get(&back, "date"), serde_json::json!("2024-01-01T00:00:00Z"));
+    assert_eq!(
+        get(&back, "date"),
+        serde_json::json!("2024-01-01T00:00:00Z")
+    );
     assert!(dec.expose().contains("    ratio: 1\n"));
     // Encrypted values carry sops' type tags.
-    for tag in ["type:str]", "type:int]", "type:float]", "type:bool]", "type:time]"] {
+    for tag in [
+        "type:str]",
+        "type:int]",
+        "type:float]",
+        "type:bool]",
+        "type:time]",
+    ] {
         assert!(enc.contains(tag), "{tag}");
     }
     assert!(enc.contains("    empty: \"\"\n") && enc.contains("    nothing: null\n"));
@@ -193,12 +233,35 @@ fn several(format: Format, plaintext: &str) {
     let name = file_name(format);
     let by_sops = sb.sops_encrypt(name, plaintext);
     let reference = sb.sops_decrypt(name, &by_sops, &keys[0]).unwrap();
-    let by_kforge = encrypt(plaintext, format, &config(&refs, PartialEncryption::default(), false)).unwrap();
-    assert_eq!(file_info(&by_kforge, format).unwrap().recipients, keys.iter().map(|k| k.recipient.clone()).collect::<Vec<_>>());
+    let by_kforge = encrypt(
+        plaintext,
+        format,
+        &config(&refs, PartialEncryption::default(), false),
+    )
+    .unwrap();
+    assert_eq!(
+        file_info(&by_kforge, format).unwrap().recipients,
+        keys.iter().map(|k| k.recipient.clone()).collect::<Vec<_>>()
+    );
     for key in &keys {
-        assert_eq!(sb.sops_decrypt(name, &by_kforge, key).unwrap(), reference, "sops with {}", key.recipient);
-        assert_eq!(decrypt(&by_kforge, format, &identities(key)).unwrap().expose(), &reference);
-        assert_eq!(decrypt(&by_sops, format, &identities(key)).unwrap().expose(), &reference);
+        assert_eq!(
+            sb.sops_decrypt(name, &by_kforge, key).unwrap(),
+            reference,
+            "sops with {}",
+            key.recipient
+        );
+        assert_eq!(
+            decrypt(&by_kforge, format, &identities(key))
+                .unwrap()
+                .expose(),
+            &reference
+        );
+        assert_eq!(
+            decrypt(&by_sops, format, &identities(key))
+                .unwrap()
+                .expose(),
+            &reference
+        );
     }
 }
 
@@ -218,7 +281,11 @@ fn sops_config_rules_give_the_same_settings() {
     sb.sops_config(&[&key], &rule, true);
     let text = std::fs::read_to_string(sb.path(".sops.yaml")).unwrap();
     let rules = kforge_sops::config::CreationRules::parse(&text).unwrap();
-    let cfg = rules.rule_for("secret.yaml").unwrap().encrypt_config(std::time::SystemTime::now()).unwrap();
+    let cfg = rules
+        .rule_for("secret.yaml")
+        .unwrap()
+        .encrypt_config(std::time::SystemTime::now())
+        .unwrap();
     assert_eq!(cfg.rule, rule);
     assert!(cfg.mac_only_encrypted);
     assert_eq!(cfg.recipients, vec![key.recipient.clone()]);

@@ -21,7 +21,10 @@ pub(crate) fn load(text: &str) -> Result<Loaded, SopsError> {
             continue;
         }
         if let Some(comment) = line.strip_prefix('#') {
-            items.push(Item::Comment { text: comment.to_string(), line: n });
+            items.push(Item::Comment {
+                text: comment.to_string(),
+                line: n,
+            });
             continue;
         }
         let Some((key, value)) = line.split_once('=') else {
@@ -33,7 +36,10 @@ pub(crate) fn load(text: &str) -> Result<Loaded, SopsError> {
             metadata_at.get_or_insert((1, n));
             flat.push((meta_key.to_string(), value));
         } else {
-            items.push(Item::Pair { key: key.to_string(), node: Node::new(Value::Str(value), n) });
+            items.push(Item::Pair {
+                key: key.to_string(),
+                node: Node::new(Value::Str(value), n),
+            });
         }
     }
     let documents = Documents(vec![items]);
@@ -43,20 +49,34 @@ pub(crate) fn load(text: &str) -> Result<Loaded, SopsError> {
             format: Format::Dotenv,
             line: first,
             column: 1,
-            message: format!("line(s) {} have no `=`; dotenv lines are KEY=value or #comment", lines.join(", ")),
+            message: format!(
+                "line(s) {} have no `=`; dotenv lines are KEY=value or #comment",
+                lines.join(", ")
+            ),
         });
     }
     let metadata_flat = (!flat.is_empty()).then_some(flat);
-    Ok(Loaded { documents, metadata_node: None, metadata_flat, metadata_at })
+    Ok(Loaded {
+        documents,
+        metadata_node: None,
+        metadata_flat,
+        metadata_at,
+    })
 }
 
 /// Whether a dotenv text has `sops_*` metadata lines.
 pub(crate) fn has_metadata(text: &str) -> bool {
-    text.split('\n')
-        .any(|l| !l.starts_with('#') && l.split_once('=').is_some_and(|(k, v)| k.starts_with(PREFIX) && !v.is_empty()))
+    text.split('\n').any(|l| {
+        !l.starts_with('#')
+            && l.split_once('=')
+                .is_some_and(|(k, v)| k.starts_with(PREFIX) && !v.is_empty())
+    })
 }
 
-pub(crate) fn emit(docs: &Documents, metadata: Option<&[(String, String)]>) -> Result<String, SopsError> {
+pub(crate) fn emit(
+    docs: &Documents,
+    metadata: Option<&[(String, String)]>,
+) -> Result<String, SopsError> {
     let mut out = String::new();
     for item in docs.0.first().map(Vec::as_slice).unwrap_or_default() {
         match item {
@@ -109,12 +129,18 @@ mod tests {
     fn reads_and_writes_like_sops() {
         let text = "# c\nA=1\n\nB=x=y\nC=multi\\nline\nD=\nsops_version=3.11.0\n";
         let loaded = load(text).unwrap();
-        assert_eq!(loaded.metadata_flat.as_deref(), Some(&[("version".to_string(), "3.11.0".to_string())][..]));
+        assert_eq!(
+            loaded.metadata_flat.as_deref(),
+            Some(&[("version".to_string(), "3.11.0".to_string())][..])
+        );
         assert_eq!(loaded.metadata_at, Some((1, 7)));
         let out = emit(&loaded.documents, None).unwrap();
         assert_eq!(out, "# c\nA=1\nB=x=y\nC=multi\\nline\nD=\n");
         let err = load("A=1\nSECRETVALUE\n").err().unwrap().to_string();
-        assert!(err.contains("line 2") && !err.contains("SECRETVALUE"), "{err}");
+        assert!(
+            err.contains("line 2") && !err.contains("SECRETVALUE"),
+            "{err}"
+        );
         assert!(has_metadata("A=1\nsops_mac=x\n"));
         assert!(!has_metadata("A=1\n#sops_mac=x\n"));
     }

@@ -15,9 +15,18 @@ pub(crate) fn load(text: &str) -> Result<Loaded, SopsError> {
             Some(pos) => message[..pos].to_string(),
             None => message,
         };
-        SopsError::Syntax { format: Format::Json, line: e.line(), column: e.column(), message }
+        SopsError::Syntax {
+            format: Format::Json,
+            line: e.line(),
+            column: e.column(),
+            message,
+        }
     })?;
-    let mut lines = LineFinder { text, cursor: 0, line: 1 };
+    let mut lines = LineFinder {
+        text,
+        cursor: 0,
+        line: 1,
+    };
     let result = match &parsed {
         serde_json::Value::Object(map) => {
             let mut items = Vec::with_capacity(map.len());
@@ -27,13 +36,28 @@ pub(crate) fn load(text: &str) -> Result<Loaded, SopsError> {
                 if key == "sops" {
                     metadata = Some(node);
                 } else {
-                    items.push(Item::Pair { key: key.clone(), node });
+                    items.push(Item::Pair {
+                        key: key.clone(),
+                        node,
+                    });
                 }
             }
-            let metadata_at = metadata.as_ref().map(|_| (1, text_line_of_key(text, "\"sops\"")));
-            Ok(Loaded { documents: Documents(vec![items]), metadata_node: metadata, metadata_flat: None, metadata_at })
+            let metadata_at = metadata
+                .as_ref()
+                .map(|_| (1, text_line_of_key(text, "\"sops\"")));
+            Ok(Loaded {
+                documents: Documents(vec![items]),
+                metadata_node: metadata,
+                metadata_flat: None,
+                metadata_at,
+            })
         }
-        other => Err(SopsError::NotAMapping { format: Format::Json, document: 1, line: 1, found: json_kind(other) }),
+        other => Err(SopsError::NotAMapping {
+            format: Format::Json,
+            document: 1,
+            line: 1,
+            found: json_kind(other),
+        }),
     };
     zeroize_json(&mut parsed);
     result
@@ -61,7 +85,8 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
 }
 
 fn text_line_of_key(text: &str, needle: &str) -> usize {
-    text.find(needle).map_or(0, |pos| 1 + text[..pos].matches('\n').count())
+    text.find(needle)
+        .map_or(0, |pos| 1 + text[..pos].matches('\n').count())
 }
 
 /// Finds the lines of encrypted values, which appear verbatim and in order in the text
@@ -93,12 +118,23 @@ fn convert(v: &serde_json::Value, lines: &mut LineFinder<'_>) -> Node {
         // Go decodes every JSON number into a float64.
         serde_json::Value::Number(n) => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
         serde_json::Value::String(s) => {
-            let line = if s.starts_with("ENC[") { lines.line_of(s) } else { 0 };
+            let line = if s.starts_with("ENC[") {
+                lines.line_of(s)
+            } else {
+                0
+            };
             return Node::new(Value::Str(s.clone()), line);
         }
-        serde_json::Value::Array(items) => Value::Seq(items.iter().map(|i| convert(i, lines)).collect()),
+        serde_json::Value::Array(items) => {
+            Value::Seq(items.iter().map(|i| convert(i, lines)).collect())
+        }
         serde_json::Value::Object(map) => Value::Map(
-            map.iter().map(|(k, v)| Item::Pair { key: k.clone(), node: convert(v, lines) }).collect(),
+            map.iter()
+                .map(|(k, v)| Item::Pair {
+                    key: k.clone(),
+                    node: convert(v, lines),
+                })
+                .collect(),
         ),
     };
     Node::new(value, 0)
@@ -130,7 +166,12 @@ fn indent(out: &mut String, depth: usize) {
     out.extend(std::iter::repeat_n('\t', depth));
 }
 
-fn write_map(out: &mut String, entries: &[(&str, &Node)], depth: usize, path: &mut String) -> Result<(), SopsError> {
+fn write_map(
+    out: &mut String,
+    entries: &[(&str, &Node)],
+    depth: usize,
+    path: &mut String,
+) -> Result<(), SopsError> {
     if entries.is_empty() {
         out.push_str("{}");
         return Ok(());
@@ -154,7 +195,12 @@ fn write_map(out: &mut String, entries: &[(&str, &Node)], depth: usize, path: &m
     Ok(())
 }
 
-fn write_node(out: &mut String, node: &Node, depth: usize, path: &mut String) -> Result<(), SopsError> {
+fn write_node(
+    out: &mut String,
+    node: &Node,
+    depth: usize,
+    path: &mut String,
+) -> Result<(), SopsError> {
     match &node.value {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -165,7 +211,8 @@ fn write_node(out: &mut String, node: &Node, depth: usize, path: &mut String) ->
                 return Err(SopsError::Emit {
                     format: Format::Json,
                     path: path.clone(),
-                    reason: "the number is infinite or NaN, which JSON cannot represent".to_string(),
+                    reason: "the number is infinite or NaN, which JSON cannot represent"
+                        .to_string(),
                 });
             }
         },
@@ -245,8 +292,14 @@ mod tests {
     fn layout_like_sops() {
         let loaded = load(r#"{"a": 1, "g": [1, {"h": "i"}, []], "n": {}, "e": null}"#).unwrap();
         let text = emit(&loaded.documents, None).unwrap();
-        assert_eq!(text, "{\n\t\"a\": 1,\n\t\"g\": [\n\t\t1,\n\t\t{\n\t\t\t\"h\": \"i\"\n\t\t},\n\t\t[]\n\t],\n\t\"n\": {},\n\t\"e\": null\n}\n");
+        assert_eq!(
+            text,
+            "{\n\t\"a\": 1,\n\t\"g\": [\n\t\t1,\n\t\t{\n\t\t\t\"h\": \"i\"\n\t\t},\n\t\t[]\n\t],\n\t\"n\": {},\n\t\"e\": null\n}\n"
+        );
         assert!(matches!(load("[1]"), Err(SopsError::NotAMapping { .. })));
-        assert!(matches!(load("{\"a\": }"), Err(SopsError::Syntax { line: 1, .. })));
+        assert!(matches!(
+            load("{\"a\": }"),
+            Err(SopsError::Syntax { line: 1, .. })
+        ));
     }
 }

@@ -30,7 +30,11 @@ pub(crate) fn load(text: &str, format: Format) -> Result<Loaded, SopsError> {
 }
 
 /// Writes the documents, with the metadata when encrypting.
-pub(crate) fn emit(docs: &mut Documents, format: Format, metadata: Option<&Metadata>) -> Result<String, SopsError> {
+pub(crate) fn emit(
+    docs: &mut Documents,
+    format: Format,
+    metadata: Option<&Metadata>,
+) -> Result<String, SopsError> {
     let node = metadata.map(|m| Node::new(Value::Map(m.to_items()), 0));
     match format {
         Format::Yaml => Ok(yaml::emit(docs, node.as_ref())),

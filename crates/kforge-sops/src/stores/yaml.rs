@@ -23,7 +23,12 @@ pub(crate) fn load(text: &str) -> Result<Loaded, SopsError> {
         message: redact_parse_message(&e.message),
     })?;
     let source = Source::new(text);
-    let mut conv = Converter { source: &source, problems: Vec::new(), anchors: HashMap::new(), path: String::new() };
+    let mut conv = Converter {
+        source: &source,
+        problems: Vec::new(),
+        anchors: HashMap::new(),
+        path: String::new(),
+    };
     let mut docs = Vec::with_capacity(parsed.len());
     let mut metadata = None;
     let mut metadata_at = None;
@@ -40,7 +45,10 @@ pub(crate) fn load(text: &str) -> Result<Loaded, SopsError> {
                 });
             }
         };
-        if let Some(pos) = items.iter().position(|it| matches!(it, Item::Pair { key, .. } if key == "sops")) {
+        if let Some(pos) = items
+            .iter()
+            .position(|it| matches!(it, Item::Pair { key, .. } if key == "sops"))
+        {
             let removed = items.remove(pos);
             if let Item::Pair { node, .. } = removed {
                 metadata_at.get_or_insert((i + 1, node.line));
@@ -56,9 +64,16 @@ pub(crate) fn load(text: &str) -> Result<Loaded, SopsError> {
     }
     let documents = Documents(docs);
     if !conv.problems.is_empty() {
-        return Err(SopsError::Input { problems: conv.problems });
+        return Err(SopsError::Input {
+            problems: conv.problems,
+        });
     }
-    Ok(Loaded { documents, metadata_node: metadata, metadata_flat: None, metadata_at })
+    Ok(Loaded {
+        documents,
+        metadata_node: metadata,
+        metadata_flat: None,
+        metadata_at,
+    })
 }
 
 /// `kforge_yaml` quotes the offending text in one message; plaintext must not reach errors.
@@ -139,7 +154,12 @@ impl<'a> Source<'a> {
                     let end = token_end(i);
                     return (Style::Tagged(self.text.get(i..end).unwrap_or("")), anchor);
                 }
-                Some(b'*') => return (Style::Alias(self.text.get(i + 1..token_end(i)).unwrap_or("")), anchor),
+                Some(b'*') => {
+                    return (
+                        Style::Alias(self.text.get(i + 1..token_end(i)).unwrap_or("")),
+                        anchor,
+                    );
+                }
                 Some(b'"' | b'\'') => return (Style::Quoted, anchor),
                 _ => break,
             }
@@ -150,7 +170,10 @@ impl<'a> Source<'a> {
             j -= 1;
         }
         let mut k = j;
-        while k > 0 && (bytes[k - 1] == b'+' || bytes[k - 1] == b'-' || bytes[k - 1].is_ascii_digit()) && j - k < 3 {
+        while k > 0
+            && (bytes[k - 1] == b'+' || bytes[k - 1] == b'-' || bytes[k - 1].is_ascii_digit())
+            && j - k < 3
+        {
             k -= 1;
         }
         if k > 0 && matches!(bytes[k - 1], b'|' | b'>') {
@@ -179,7 +202,10 @@ impl Converter<'_, '_> {
                 self.check_key(e);
                 let node = self.node(&e.value);
                 self.path.truncate(len);
-                Item::Pair { key: e.key.clone(), node }
+                Item::Pair {
+                    key: e.key.clone(),
+                    node,
+                }
             })
             .collect()
     }
@@ -240,13 +266,22 @@ impl Converter<'_, '_> {
 
     fn string(&mut self, s: &str, pos: Pos, line: usize) -> Value {
         let looks_like_time = s.len() >= 8 && s.as_bytes()[4] == b'-';
-        if !looks_like_time && !self.source.text.as_bytes().get(self.source.byte(pos)).is_some_and(|b| *b == b'!' || *b == b'&') {
+        if !looks_like_time
+            && !self
+                .source
+                .text
+                .as_bytes()
+                .get(self.source.byte(pos))
+                .is_some_and(|b| *b == b'!' || *b == b'&')
+        {
             return Value::Str(s.to_string());
         }
         let (style, anchor) = self.source.style(pos);
         let time = match style {
             Style::Plain => go_text::parse_yaml_timestamp(s),
-            Style::Alias(name) if self.anchors.get(name).copied().unwrap_or(false) => go_text::parse_yaml_timestamp(s),
+            Style::Alias(name) if self.anchors.get(name).copied().unwrap_or(false) => {
+                go_text::parse_yaml_timestamp(s)
+            }
             Style::Tagged("!!timestamp") => go_text::parse_yaml_timestamp(s),
             Style::Tagged("!!binary") => return self.binary(s, line),
             _ => None,
@@ -264,7 +299,10 @@ impl Converter<'_, '_> {
     fn binary(&mut self, s: &str, line: usize) -> Value {
         use base64::Engine as _;
         let compact: String = s.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-        match base64::engine::general_purpose::STANDARD.decode(compact).map(String::from_utf8) {
+        match base64::engine::general_purpose::STANDARD
+            .decode(compact)
+            .map(String::from_utf8)
+        {
             Ok(Ok(text)) => Value::Str(text),
             _ => {
                 self.problems.push(Problem::new(
@@ -289,7 +327,10 @@ pub(crate) fn emit(docs: &mut Documents, metadata: Option<&Node>) -> String {
         }
         let mut root = Node::new(Value::Map(std::mem::take(doc)), 0);
         if let (Some(meta), Value::Map(items)) = (metadata, &mut root.value) {
-            items.push(Item::Pair { key: "sops".to_string(), node: meta.clone_tree() });
+            items.push(Item::Pair {
+                key: "sops".to_string(),
+                node: meta.clone_tree(),
+            });
         }
         out.push_str(&kforge_yaml::node_to_string(&root, opts));
         if let Value::Map(mut items) = std::mem::replace(&mut root.value, Value::Null) {
