@@ -72,7 +72,7 @@ pub(crate) fn wrap_data_key(
 ) -> Result<String, SopsError> {
     age::encrypt_and_armor(parsed, key.expose()).map_err(|source| SopsError::WrapDataKey {
         recipient: recipient.to_string(),
-        source,
+        source: Box::new(source),
     })
 }
 

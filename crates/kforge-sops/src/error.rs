@@ -54,7 +54,7 @@ pub enum SopsError {
     WrapDataKey {
         recipient: String,
         #[source]
-        source: age::EncryptError,
+        source: Box<age::EncryptError>,
     },
 
     #[error(

@@ -190,10 +190,10 @@ impl<'a, 'r> Walker<'a, 'r> {
                 }
             }
             Mode::Decrypt => {
-                if let Ok((plain, "comment")) = self.cipher.decrypt(text, aad.as_bytes()) {
-                    if let Ok(s) = String::from_utf8(plain.to_vec()) {
-                        *text = s;
-                    }
+                if let Ok((plain, "comment")) = self.cipher.decrypt(text, aad.as_bytes())
+                    && let Ok(s) = String::from_utf8(plain.to_vec())
+                {
+                    *text = s;
                 }
             }
         }
