@@ -202,7 +202,7 @@ pub fn is_sops_file(text: &str, format: Format) -> bool {
             Ok(_) => false,
             Err(_) => damaged_guess(),
         },
-        Format::Yaml => match kforge_yaml::parse_all(text) {
+        Format::Yaml => match kforge_yaml::parse_all_keeping_merge_keys(text) {
             Ok(docs) => docs.iter().any(|d| {
                 d.get("sops").is_some_and(|v| match &v.value {
                     kforge_yaml::NodeValue::Null => false,

@@ -422,3 +422,94 @@ impl Metadata {
         flat
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(yaml: &str) -> Result<Metadata, SopsError> {
+        let loaded = crate::stores::yaml::load(yaml).unwrap();
+        from_node(loaded.metadata_node.as_ref().unwrap())
+    }
+
+    const AGE: &str = "    age:\n        - recipient: age1x\n          enc: ENCRYPTED\n";
+    const TAIL: &str =
+        "    lastmodified: \"2026-01-02T03:04:05Z\"\n    mac: ENC[x]\n    version: 3.11.0\n";
+
+    #[test]
+    fn reads_any_key_order_and_old_layouts() {
+        let m = meta(&format!("a: 1\nsops:\n    version: 3.8.1\n    kms: []\n    pgp: []\n{AGE}    lastmodified: 2026-01-02T03:04:05Z\n    mac: ENC[x]\n")).unwrap();
+        assert_eq!(
+            m.age,
+            vec![AgeEntry {
+                recipient: "age1x".into(),
+                enc: "ENCRYPTED".into()
+            }]
+        );
+        assert_eq!(m.lastmodified.rfc3339(), "2026-01-02T03:04:05Z");
+        assert_eq!(m.rule, PartialEncryption::default());
+        let groups = "    key_groups:\n        - age:\n            - recipient: age1x\n              enc: ENCRYPTED\n";
+        assert_eq!(
+            meta(&format!("sops:\n{groups}{TAIL}")).unwrap().age.len(),
+            1
+        );
+    }
+
+    #[test]
+    fn refuses_what_kforge_cannot_do() {
+        let two_groups = "    key_groups:\n        - age: []\n        - age: []\n";
+        assert!(matches!(
+            meta(&format!("sops:\n{two_groups}{TAIL}")),
+            Err(SopsError::Unsupported { .. })
+        ));
+        let pgp_only = "    pgp:\n        - fp: ABC\n          enc: x\n";
+        assert!(matches!(
+            meta(&format!("sops:\n{pgp_only}{TAIL}")),
+            Err(SopsError::Unsupported { .. })
+        ));
+        let comments = "    encrypted_comment_regex: sops\n";
+        assert!(matches!(
+            meta(&format!("sops:\n{AGE}{comments}{TAIL}")),
+            Err(SopsError::Unsupported { .. })
+        ));
+        let two_rules = "    encrypted_regex: a\n    unencrypted_suffix: b\n";
+        let err = meta(&format!("sops:\n{AGE}{two_rules}{TAIL}"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("unencrypted_suffix and encrypted_regex"),
+            "{err}"
+        );
+        let err = meta("sops:\n    mac: 5\n").err().unwrap().to_string();
+        for field in ["sops.age", "sops.lastmodified", "sops.mac", "sops.version"] {
+            assert!(err.contains(field), "{field}: {err}");
+        }
+    }
+
+    #[test]
+    fn flat_dotenv_metadata() {
+        let flat: Vec<(String, String)> = [
+            ("age__list_0__map_enc", "E0"),
+            ("age__list_0__map_recipient", "age1a"),
+            ("age__list_1__map_recipient", "age1b"),
+            ("age__list_1__map_enc", "E1"),
+            ("lastmodified", "2026-01-02T03:04:05Z"),
+            ("mac", "ENC[x]"),
+            ("mac_only_encrypted", "true"),
+            ("encrypted_suffix", "_s"),
+            ("version", "3.11.0"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let m = from_flat(&flat).unwrap();
+        assert_eq!(m.age.len(), 2);
+        assert_eq!(m.age[1].recipient, "age1b");
+        assert!(m.mac_only_encrypted);
+        assert_eq!(m.rule, PartialEncryption::EncryptedSuffix("_s".into()));
+        let mut sorted = flat.clone();
+        sorted.sort();
+        assert_eq!(m.to_flat(), sorted);
+    }
+}

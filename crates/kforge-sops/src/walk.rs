@@ -133,7 +133,13 @@ impl<'a, 'r> Walker<'a, 'r> {
                     self.aad.push(':');
                     push_key(&mut self.path, key);
                     let matched = matched || self.matcher.matches(key);
-                    self.node(node, matched);
+                    if self.node(node, matched) {
+                        self.problems.push(Problem::new(
+                            self.path.clone(),
+                            Some(node.line),
+                            "holds an encrypted comment where a value belongs",
+                        ));
+                    }
                     self.aad.truncate(aad_len);
                     self.path.truncate(path_len);
                 }
@@ -141,24 +147,33 @@ impl<'a, 'r> Walker<'a, 'r> {
         }
     }
 
-    fn node(&mut self, node: &mut Node, matched: bool) {
+    /// Walks one node; true when it decrypted to a comment, which its list then drops.
+    fn node(&mut self, node: &mut Node, matched: bool) -> bool {
         match &mut node.value {
             Value::Map(items) => self.items(items, matched),
             Value::Seq(items) => {
+                let mut comments = Vec::new();
                 for (i, item) in items.iter_mut().enumerate() {
                     let len = self.path.len();
                     push_index(&mut self.path, i);
-                    self.node(item, matched);
+                    if self.node(item, matched) {
+                        comments.push(i);
+                    }
                     self.path.truncate(len);
+                }
+                // sops writes comments inside lists as list items of type `comment`.
+                for i in comments.into_iter().rev() {
+                    items.remove(i);
                 }
             }
             // Nulls are neither encrypted nor hashed.
             Value::Null => {}
             _ => match self.mode {
                 Mode::Encrypt(_) => self.encrypt_leaf(node, matched),
-                Mode::Decrypt => self.decrypt_leaf(node, matched),
+                Mode::Decrypt => return self.decrypt_leaf(node, matched),
             },
         }
+        false
     }
 
     /// Comments (dotenv) are encrypted like values but never hashed; one that does not
@@ -233,20 +248,26 @@ impl<'a, 'r> Walker<'a, 'r> {
         }
     }
 
-    fn decrypt_leaf(&mut self, node: &mut Node, matched: bool) {
+    /// Decrypts a leaf and hashes it; true when it is an encrypted comment (not hashed).
+    fn decrypt_leaf(&mut self, node: &mut Node, matched: bool) -> bool {
         let encrypted = self.matcher.encrypted(matched);
         if encrypted {
             match &node.value {
                 Value::Str(s) if s.is_empty() => {}
                 Value::Str(s) if value_cipher::is_enc_value(s) => match self.decrypt_value(s) {
-                    Ok(v) => node.value = v,
+                    Ok(Some(v)) => node.value = v,
+                    Ok(None) => {
+                        node.value.zeroize();
+                        node.value = Value::Null;
+                        return true;
+                    }
                     Err(message) => {
                         self.problems.push(Problem::new(
                             self.path.clone(),
                             Some(node.line),
                             message,
                         ));
-                        return;
+                        return false;
                     }
                 },
                 other => {
@@ -258,20 +279,21 @@ impl<'a, 'r> Walker<'a, 'r> {
                             "should be encrypted under this file's partial-encryption rule but is {kind} in plain text, not ENC[...]; was it edited after encryption?"
                         ),
                     ));
-                    return;
+                    return false;
                 }
             }
         } else if self.mac_only_encrypted {
-            return;
+            return false;
         }
         if let Some(plain) = node.value.plaintext() {
             self.mac.0.update(plain.as_bytes());
         }
+        false
     }
 
-    /// Decrypts one `ENC[...]` value into its typed plaintext. Errors say what is wrong
-    /// without the plaintext.
-    fn decrypt_value(&self, enc: &str) -> Result<Value, String> {
+    /// Decrypts one `ENC[...]` value into its typed plaintext (`None` for a comment).
+    /// Errors say what is wrong without the plaintext.
+    fn decrypt_value(&self, enc: &str) -> Result<Option<Value>, String> {
         let (plain, type_tag) = self.cipher.decrypt(enc, self.aad.as_bytes()).map_err(|e| match e {
             EncProblem::Malformed(m) => format!("is not a valid sops encrypted value: it {m}"),
             EncProblem::Authentication => "failed authentication: its data, iv or tag was changed, it was moved here from another key, or it belongs to another file".to_string(),
@@ -288,7 +310,8 @@ impl<'a, 'r> Walker<'a, 'r> {
                 short(type_tag)
             )
         };
-        Ok(match type_tag {
+        Ok(Some(match type_tag {
+            "comment" => return Ok(None),
             "str" | "bytes" => Value::Str(text.to_string()),
             "int" | "int64" => Value::Int(go_text::parse_int(text).ok_or_else(|| bad("integer"))?),
             "float" => Value::Float(go_text::parse_float(text).ok_or_else(|| bad("number"))?),
@@ -299,7 +322,7 @@ impl<'a, 'r> Walker<'a, 'r> {
                     .rfc3339_nano(),
             ),
             other => return Err(format!("has an unknown type `{}`", short(other))),
-        })
+        }))
     }
 }
 

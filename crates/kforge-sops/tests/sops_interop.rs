@@ -305,3 +305,32 @@ fn sops_config_rules_give_the_same_settings() {
     assert!(enc.contains("encrypted_suffix: _secret"), "{enc}");
     assert!(enc.contains("b: 2\n"));
 }
+
+#[test]
+fn anchors_merge_keys_and_comments_like_sops() {
+    // Anchors, aliases (also to a timestamp) and merge keys: sops keeps `<<` as a key.
+    let merged =
+        "base: &b\n    x: 1\n    pw: s3\nother:\n    <<: *b\n    y: 2\nt: &t 2024-01-01\nu: *t\n";
+    for rule in [
+        PartialEncryption::default(),
+        PartialEncryption::EncryptedRegex("^(pw|x)$".into()),
+    ] {
+        check_case(Format::Yaml, merged, &rule, false);
+    }
+
+    // Comments: sops encrypts and keeps them; kforge reads such files and drops them.
+    let key = keypair();
+    let sb = Sandbox::new();
+    sb.sops_config(&[&key], &PartialEncryption::default(), false);
+    let commented = "# top\ndb:\n    # the password\n    password: x # inline\n    list:\n        # item\n        - a\n";
+    let by_sops = sb.sops_encrypt("c.yaml", commented);
+    assert!(by_sops.contains("#ENC["), "{by_sops}");
+    let reference = sb.sops_decrypt("c.yaml", &by_sops, &key).unwrap();
+    let ours = decrypt(&by_sops, Format::Yaml, &identities(&key)).unwrap();
+    let uncommented: String = reference
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(ours.expose(), &uncommented);
+}

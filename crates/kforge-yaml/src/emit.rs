@@ -258,7 +258,10 @@ fn float_str(f: f64) -> String {
 /// A string as `yaml.v3` writes it: double quotes when a plain scalar would read back as
 /// another type, plain when the syntax allows, else single quotes, else double quotes.
 fn scalar_str(s: &str) -> String {
-    if needs_quotes_for_type(s) || s == "<<" {
+    if s == "<<" {
+        // yaml.v3 tags the merge-key string explicitly.
+        "!!merge <<".to_string()
+    } else if needs_quotes_for_type(s) {
         double_quoted(s)
     } else if plain_ok(s) {
         s.to_string()
@@ -271,7 +274,8 @@ fn scalar_str(s: &str) -> String {
 
 /// Single quotes cannot carry line breaks, tabs or non-printable characters.
 fn single_quote_ok(s: &str) -> bool {
-    s.chars().all(|c| c != '\t' && !is_break(c) && is_printable(c))
+    s.chars()
+        .all(|c| c != '\t' && !is_break(c) && is_printable(c))
 }
 
 fn is_break(c: char) -> bool {
@@ -406,7 +410,6 @@ mod tests {
             "\u{7}",
             "{x}",
             "x:",
-            "<<",
             "12:30",
             "-",
             "@at",
@@ -441,11 +444,21 @@ mod tests {
             ("tab\there", "\"tab\\there\""),
             ("x\ry", "\"x\\ry\""),
             ("a\u{7}b", "\"a\\ab\""),
-            ("x\u{85}y\u{2028}z\u{feff}\u{1b}\u{b}\u{a0}", "\"x\\Ny\\Lz\\uFEFF\\e\\v\u{a0}\""),
+            (
+                "x\u{85}y\u{2028}z\u{feff}\u{1b}\u{b}\u{a0}",
+                "\"x\\Ny\\Lz\\uFEFF\\e\\v\u{a0}\"",
+            ),
         ] {
-            assert_eq!(to_string(&json!({ "k": s })), format!("k: {want}\n"), "{s:?}");
+            assert_eq!(
+                to_string(&json!({ "k": s })),
+                format!("k: {want}\n"),
+                "{s:?}"
+            );
         }
         assert_eq!(to_string(&json!({ "k: y": 1 })), "'k: y': 1\n");
+        // The merge-key string, as yaml.v3 writes it; it reads back as the string `<<`.
+        assert_eq!(to_string(&json!({ "k": "<<" })), "k: !!merge <<\n");
+        roundtrip(&json!({ "k": "<<" }), 2);
     }
 
     #[test]

@@ -16,12 +16,13 @@ use crate::stores::Loaded;
 use crate::tree::{Documents, Item, Node, Value};
 
 pub(crate) fn load(text: &str) -> Result<Loaded, SopsError> {
-    let mut parsed = kforge_yaml::parse_all(text).map_err(|e| SopsError::Syntax {
-        format: Format::Yaml,
-        line: e.pos.line,
-        column: e.pos.col,
-        message: redact_parse_message(&e.message),
-    })?;
+    let mut parsed =
+        kforge_yaml::parse_all_keeping_merge_keys(text).map_err(|e| SopsError::Syntax {
+            format: Format::Yaml,
+            line: e.pos.line,
+            column: e.pos.col,
+            message: redact_parse_message(&e.message),
+        })?;
     let source = Source::new(text);
     let mut conv = Converter {
         source: &source,
