@@ -12,8 +12,14 @@ mod parse;
 mod resolve;
 mod span;
 
-pub use emit::{EmitOptions, to_string, to_string_multi, to_string_with};
-pub use parse::{Entry, Limits, Node, NodeValue, ParseError, parse, parse_all, parse_all_with};
+pub use emit::{
+    EmitNode, EmitOptions, Shape, node_to_string, nodes_to_string, to_string, to_string_multi,
+    to_string_with,
+};
+pub use parse::{
+    Entry, Limits, Node, NodeValue, ParseError, parse, parse_all, parse_all_keeping_merge_keys,
+    parse_all_with,
+};
 pub use resolve::{Scalar, resolve_plain};
 pub use span::{Pos, Span};
 

@@ -198,6 +198,17 @@ pub fn parse_all(src: &str) -> Result<Vec<Node>, ParseError> {
 }
 
 pub fn parse_all_with(src: &str, limits: Limits) -> Result<Vec<Node>, ParseError> {
+    parse_all_impl(src, limits, true)
+}
+
+/// Like [`parse_all`], but a `<<` key stays an ordinary key holding its value instead of
+/// merging it, as in Go `yaml.v3`'s node API (which sops walks, so its key paths include
+/// `<<`).
+pub fn parse_all_keeping_merge_keys(src: &str) -> Result<Vec<Node>, ParseError> {
+    parse_all_impl(src, Limits::default(), false)
+}
+
+fn parse_all_impl(src: &str, limits: Limits, merge_keys: bool) -> Result<Vec<Node>, ParseError> {
     if src.len() > limits.max_bytes {
         return Err(ParseError {
             message: format!(
@@ -213,6 +224,7 @@ pub fn parse_all_with(src: &str, limits: Limits) -> Result<Vec<Node>, ParseError
         });
     }
     let mut builder = Builder::new(limits);
+    builder.merge_keys = merge_keys;
     let mut parser = Parser::new_from_str(src);
     let scan = parser.load(&mut builder, true);
     if let Some(err) = builder.error.take() {
@@ -265,6 +277,8 @@ struct Builder {
     alias_nodes: usize,
     /// Whether the node being finished is a plain (unquoted) scalar; only a plain `<<` merges.
     plain: bool,
+    /// Whether plain `<<` keys merge (YAML merge keys) or stay ordinary keys.
+    merge_keys: bool,
     error: Option<ParseError>,
 }
 
@@ -278,6 +292,7 @@ impl Builder {
             nodes: 0,
             alias_nodes: 0,
             plain: false,
+            merge_keys: true,
             error: None,
         }
     }
@@ -451,7 +466,7 @@ impl Builder {
                 }
                 Some((k, plain)) => {
                     let name = key_text(&k);
-                    if name == "<<" && plain {
+                    if name == "<<" && plain && self.merge_keys {
                         merges.push(node);
                         return;
                     }
@@ -588,6 +603,14 @@ mod tests {
         let doc = parse("base: &b {x: 1, y: 2}\nother:\n  <<: *b\n  y: 3\n").unwrap();
         let v = doc.get("other").unwrap().to_value();
         assert_eq!(v, serde_json::json!({"y": 3, "x": 1}));
+    }
+
+    #[test]
+    fn merge_keys_can_stay_literal() {
+        let docs = parse_all_keeping_merge_keys("base: &b {x: 1}\nother:\n  <<: *b\n  y: 3\n").unwrap();
+        let other = docs[0].get("other").unwrap();
+        assert_eq!(other.get("<<").unwrap().to_value(), serde_json::json!({"x": 1}));
+        assert!(other.get("x").is_none());
     }
 
     #[test]
