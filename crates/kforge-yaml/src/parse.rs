@@ -607,9 +607,13 @@ mod tests {
 
     #[test]
     fn merge_keys_can_stay_literal() {
-        let docs = parse_all_keeping_merge_keys("base: &b {x: 1}\nother:\n  <<: *b\n  y: 3\n").unwrap();
+        let docs =
+            parse_all_keeping_merge_keys("base: &b {x: 1}\nother:\n  <<: *b\n  y: 3\n").unwrap();
         let other = docs[0].get("other").unwrap();
-        assert_eq!(other.get("<<").unwrap().to_value(), serde_json::json!({"x": 1}));
+        assert_eq!(
+            other.get("<<").unwrap().to_value(),
+            serde_json::json!({"x": 1})
+        );
         assert!(other.get("x").is_none());
     }
 

@@ -36,6 +36,14 @@ pub enum Command {
         after_help = "Examples:\n  kforge validate -c talconfig.yaml\n  kforge validate --format json\n  kforge validate nodeconfig --mode metal clusterconfig/*.yaml"
     )]
     Validate(ValidateArgs),
+    /// Encrypt or decrypt files in SOPS format (age), compatible with the sops CLI
+    #[command(subcommand)]
+    Sops(SopsCommand),
+    /// Create a cluster directory (talconfig.yaml, encrypted secrets, patches, .sops.yaml rules)
+    #[command(
+        after_help = "Example:\n  kforge init infra --age age1j3hsfptdfsfwvkf504etjkrtmajny9csrfh5s24uqh6fchmg5dgqg087ek\n  # creates clusters/infra/talos/ and adds rules to ./.sops.yaml"
+    )]
+    Init(InitArgs),
     /// Print the JSON schema of the cluster file, for editors
     #[command(
         after_help = "Example:\n  kforge schema > kforge.schema.json\n  # then, first line of talconfig.yaml:\n  # yaml-language-server: $schema=./kforge.schema.json"
@@ -49,11 +57,68 @@ pub enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum SopsCommand {
+    /// Encrypt a YAML, JSON or dotenv file (recipients from --age or the nearest .sops.yaml)
+    #[command(
+        after_help = "Examples:\n  kforge sops encrypt --age age1… talenv.yaml > talenv.sops.yaml\n  kforge sops encrypt --in-place talsecret.sops.yaml"
+    )]
+    Encrypt(SopsEncryptArgs),
+    /// Decrypt a SOPS file (identities from SOPS_AGE_KEY, SOPS_AGE_KEY_FILE or ~/.config/sops/age/keys.txt)
+    #[command(
+        after_help = "Examples:\n  kforge sops decrypt talsecret.sops.yaml\n  SOPS_AGE_KEY_FILE=key.txt kforge sops decrypt --in-place talenv.sops.yaml"
+    )]
+    Decrypt(SopsDecryptArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SopsEncryptArgs {
+    /// age recipient (repeatable)
+    #[arg(long, value_name = "RECIPIENT")]
+    pub age: Vec<String>,
+    /// Replace the file instead of printing to stdout
+    #[arg(short = 'i', long)]
+    pub in_place: bool,
+    /// File format (default: from the extension, as sops does)
+    #[arg(long, value_name = "yaml|json|dotenv")]
+    pub input_type: Option<String>,
+    pub file: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct SopsDecryptArgs {
+    /// Replace the file instead of printing to stdout
+    #[arg(short = 'i', long)]
+    pub in_place: bool,
+    /// File format (default: from the extension, as sops does)
+    #[arg(long, value_name = "yaml|json|dotenv")]
+    pub input_type: Option<String>,
+    pub file: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Name of the cluster
+    pub cluster_name: String,
+    /// age recipient the secrets are encrypted to (repeatable)
+    #[arg(long, value_name = "RECIPIENT", required = true)]
+    pub age: Vec<String>,
+    /// Directory to create (default: clusters/<name>/talos)
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
 #[derive(Args, Debug)]
 pub struct GensecretArgs {
     /// Write to FILE (mode 0600) instead of stdout
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Encrypt with SOPS/age before writing; the plaintext never touches disk (default file: talsecret.sops.yaml)
+    #[arg(long)]
+    pub encrypt: bool,
+    /// age recipient (repeatable); default: the matching .sops.yaml creation rule
+    #[arg(long, value_name = "RECIPIENT")]
+    pub age: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -99,6 +164,12 @@ pub struct GenconfigArgs {
     /// Lifetime of the talosconfig client certificate (Go duration, e.g. 8760h)
     #[arg(long, default_value = "8760h")]
     pub crt_ttl: String,
+    /// Write configs and the talosconfig SOPS-encrypted as `<name>.sops.yaml` (recipients from --age or .sops.yaml)
+    #[arg(long)]
+    pub encrypt: bool,
+    /// age recipient for --encrypt (repeatable); default: the matching .sops.yaml creation rule
+    #[arg(long, value_name = "RECIPIENT")]
+    pub age: Vec<String>,
     /// Accepted for talhelper compatibility; kforge always computes schematic IDs offline
     #[arg(long, hide = true)]
     pub offline_mode: bool,

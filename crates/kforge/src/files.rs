@@ -1,30 +1,140 @@
-//! The filesystem edge: reading the files a cluster references, and writing an output
-//! directory atomically (stage everything in a sibling temporary directory, then swap it in
-//! with one `renameat2(RENAME_EXCHANGE)`), so an error never leaves a half-written directory.
+//! The filesystem edge: reading the files a cluster references (SOPS-encrypted ones are
+//! decrypted transparently, and a file that carries sops metadata but cannot be decrypted is
+//! an error, never its raw text), encrypting outputs, and writing an output directory
+//! atomically (stage everything in a sibling temporary directory, then swap it in with one
+//! `renameat2(RENAME_EXCHANGE)`), so an error never leaves a half-written directory.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::SystemTime;
 
 use anyhow::{Context, Result};
+use kforge_secret::SecretString;
+use kforge_sops::{EncryptConfig, Format, Identities};
 use kforge_spec::SourceReader;
 
 /// Files larger than this are refused (a cluster never needs them; a 100 MB scalar is an
 /// attack or an accident).
 const MAX_FILE_BYTES: u64 = 64 << 20;
 
-/// Reads files from disk.
+/// Reads files from disk, decrypting SOPS files with the age identities sops would use.
 #[derive(Default)]
-pub struct FsReader;
+pub struct FsReader {
+    identities: OnceLock<Identities>,
+}
+
+impl FsReader {
+    pub fn new() -> Self {
+        FsReader::default()
+    }
+
+    fn identities(&self) -> &Identities {
+        self.identities.get_or_init(discover_identities)
+    }
+
+    /// The plaintext of a file: sops files decrypted, others as they are.
+    pub fn read_plain(&self, path: &Path) -> Result<SecretString> {
+        let text = read_text(path).with_context(|| format!("cannot read {}", path.display()))?;
+        decrypt_if_sops(path, text, self.identities())
+    }
+}
 
 impl SourceReader for FsReader {
     fn read(&self, path: &Path) -> Result<String, String> {
-        read_text(path).map_err(|e| e.to_string())
+        self.read_plain(path)
+            .map(|s| s.expose().clone())
+            .map_err(|e| {
+                // Flatten the chain into one line for the diagnostic; no secret is in it.
+                e.chain()
+                    .skip(1)
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(": ")
+            })
     }
 
     fn exists(&self, path: &Path) -> bool {
         path.exists()
     }
+}
+
+/// Age identities from `SOPS_AGE_KEY`, `SOPS_AGE_KEY_FILE` and the default keys file.
+pub fn discover_identities() -> Identities {
+    Identities::discover(&|k| std::env::var(k).ok(), &|p| fs::read_to_string(p))
+}
+
+/// Decrypts `text` when it is a sops file; the error names the file and the reason.
+pub fn decrypt_if_sops(path: &Path, text: String, identities: &Identities) -> Result<SecretString> {
+    let format = Format::from_path(path);
+    if !kforge_sops::is_sops_file(&text, format) {
+        return Ok(SecretString::from(text));
+    }
+    kforge_sops::decrypt(&text, format, identities)
+        .with_context(|| format!("cannot decrypt sops file {}", path.display()))
+}
+
+/// How to encrypt a file that will be written at `path`: recipients from `--age`, else the
+/// first matching creation rule of the nearest `.sops.yaml`.
+pub fn encrypt_config_for(path: &Path, age: &[String], now: SystemTime) -> Result<EncryptConfig> {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(path)
+    };
+    let dir = abs.parent().map(Path::to_path_buf).unwrap_or_default();
+    let rule_config = match kforge_sops::config::find_config(&dir, &|p| p.exists()) {
+        Some(cfg) => {
+            let text = read_text(&cfg).with_context(|| format!("cannot read {}", cfg.display()))?;
+            let rules = kforge_sops::config::CreationRules::parse(&text)
+                .with_context(|| format!("invalid {}", cfg.display()))?;
+            let base = cfg.parent().unwrap_or(Path::new("."));
+            let rel = abs
+                .strip_prefix(base)
+                .unwrap_or(&abs)
+                .to_string_lossy()
+                .into_owned();
+            match rules.rule_for(&rel) {
+                Some(rule) => Some(
+                    rule.encrypt_config(now)
+                        .with_context(|| format!("creation rule for {rel} in {}", cfg.display()))?,
+                ),
+                None => None,
+            }
+        }
+        None => None,
+    };
+    let mut config = match (rule_config, age.is_empty()) {
+        (Some(c), _) => c,
+        (None, false) => EncryptConfig::new(age.to_vec(), now),
+        (None, true) => {
+            return Err(crate::report::Hinted::new(
+                format!("no age recipients for {}", path.display()),
+                "pass --age age1… or add a creation rule for this path to a .sops.yaml (see `kforge init`)",
+            )
+            .into());
+        }
+    };
+    if !age.is_empty() {
+        config.recipients = age.to_vec();
+    }
+    Ok(config)
+}
+
+/// Encryption for explicit recipients with sops' defaults.
+pub fn encrypt_config_for_recipients(age: &[String], now: SystemTime) -> EncryptConfig {
+    EncryptConfig::new(age.to_vec(), now)
+}
+
+/// Encrypts plaintext for a file at `path`.
+pub fn encrypt_for(
+    path: &Path,
+    plaintext: &SecretString,
+    config: &EncryptConfig,
+) -> Result<String> {
+    kforge_sops::encrypt(plaintext.expose(), Format::from_path(path), config)
+        .with_context(|| format!("cannot encrypt {}", path.display()))
 }
 
 /// Reads a UTF-8 text file with a size limit; the error names the problem (not the path,

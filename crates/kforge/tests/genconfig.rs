@@ -407,3 +407,214 @@ fn talhelper_multi_ip_matches_expected() {
         && d["auto"] == "stable"
         && d.get("hostname").is_none()));
 }
+
+#[test]
+fn talhelper_repo_example_with_sops_matches_expected() {
+    let dir = shared().join("oracle/talhelper/01-repo-example");
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&dir, tmp.path());
+    std::fs::copy(
+        repo().join("crates/kforge/tests/fixtures/talsecret.yaml"),
+        tmp.path().join("talsecret.yaml"),
+    )
+    .unwrap();
+    let out = kforge(tmp.path())
+        .env("SOPS_AGE_KEY_FILE", tmp.path().join("key.txt"))
+        .args(["genconfig", "-c", "talconfig.yaml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text_err(&out));
+    let cc = tmp.path().join("clusterconfig");
+    assert_eq!(
+        std::fs::read_to_string(cc.join(".gitignore")).unwrap(),
+        std::fs::read_to_string(dir.join("expected-clusterconfig.gitignore"))
+            .unwrap()
+            .trim_end()
+            .to_string()
+            + "\n"
+    );
+    // Re-running must not duplicate .gitignore lines.
+    assert!(
+        kforge(tmp.path())
+            .env("SOPS_AGE_KEY_FILE", tmp.path().join("key.txt"))
+            .args(["genconfig", "-c", "talconfig.yaml"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    assert_eq!(
+        std::fs::read_to_string(cc.join(".gitignore"))
+            .unwrap()
+            .lines()
+            .count(),
+        3
+    );
+
+    let tc = kforge_pki::Talosconfig::from_yaml(
+        &std::fs::read_to_string(cc.join("talosconfig")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(tc.context, "home-cluster");
+    assert_eq!(tc.contexts["home-cluster"].endpoints, ["192.168.200.11"]);
+    assert_eq!(
+        tc.contexts["home-cluster"].nodes,
+        ["192.168.200.11", "192.168.200.13"]
+    );
+
+    let m = docs(&cc.join("home-cluster-kmaster1.yaml"));
+    let kinds: Vec<String> = m
+        .iter()
+        .map(|d| {
+            format!(
+                "{}:{}",
+                d["kind"].as_str().unwrap_or("v1alpha1"),
+                d["name"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "v1alpha1:",
+            "ResolverConfig:",
+            "HostnameConfig:",
+            "NetworkDefaultActionConfig:",
+            "NetworkRuleConfig:kubelet-ingress",
+            "ExtensionServiceConfig:nut-client",
+            "VolumeConfig:EPHEMERAL",
+            "UserVolumeConfig:ceph-data",
+            "UserVolumeConfig:sata",
+            "LinkAliasConfig:ethSel0",
+            "LinkAliasConfig:bond0-m0",
+            "BondConfig:bond0",
+            "LinkConfig:ethSel0",
+            "WireguardConfig:wg0",
+            "UserVolumeConfig:sata2",
+            "UserVolumeConfig:sata3",
+        ]
+    );
+    let image = "factory.talos.dev/metal-installer-secureboot/67a999813ff49ba00dc632aa48170dc866bda646b7ee4f944e2fb7dc50b522bd:v1.12.0";
+    let mm = &m[0]["machine"];
+    assert_eq!(mm["install"]["image"], image);
+    assert!(mm["install"].get("extraKernelArgs").is_none());
+    assert_eq!(
+        m[1]["nameservers"],
+        serde_json::json!([{"address": "1.1.1.1"}, {"address": "8.8.8.8"}])
+    );
+    assert_eq!(m[1]["searchDomains"]["disableDefault"], true);
+    assert_eq!(m[2]["hostname"], "kmaster1");
+    assert_eq!(m[2]["auto"], "off");
+    assert_eq!(m[3]["ingress"], "block");
+    let bond = &m[11];
+    assert_eq!(bond["bondMode"], "802.3ad");
+    assert_eq!(bond["links"], serde_json::json!(["bond0-m0"]));
+    assert_eq!(
+        bond["addresses"],
+        serde_json::json!([{"address": "192.168.200.11/24"}])
+    );
+    assert_eq!(bond["mtu"], 1500);
+    assert_eq!(
+        bond["routes"],
+        serde_json::json!([{"gateway": "192.168.200.1"}])
+    );
+    assert_eq!(m[12]["mtu"], 9000);
+    assert_eq!(mm["env"]["GRPC_GO_LOG_SEVERITY_LEVEL"], "error");
+    assert_eq!(
+        mm["kubelet"]["extraArgs"]["feature-gates"],
+        "GracefulNodeShutdown=true,MixedProtocolLBService=true"
+    );
+    // Values from the SOPS-encrypted talenv.yaml: domain and the patch-file label.
+    assert_eq!(mm["nodeLabels"]["domainname"], "cluster.local");
+    assert_eq!(mm["nodeLabels"]["rack"], "rack1a");
+    assert_eq!(mm["nodeLabels"]["zone"], "us-east-1a");
+    assert_eq!(mm["nodeLabels"]["isSecureBootEnabled"], "true");
+    assert_eq!(
+        mm["nodeAnnotations"],
+        serde_json::json!({"rack": "rack1a", "installerUrl": image})
+    );
+    assert_eq!(mm["nodeTaints"]["mytaint"], "mytaints:NoSchedule");
+    assert_eq!(
+        mm["kernel"]["modules"],
+        serde_json::json!([{"name": "br_netfilter", "parameters": ["nf_conntrack_max=131072"]}])
+    );
+    assert_eq!(mm["files"][0]["content"], "TS_AUTHKEY=123456\n");
+    assert_eq!(mm["files"][1]["path"], "/var/etc/tailscale2/auth.env");
+    assert_eq!(mm["files"][1]["content"], "TS_AUTHKEY=hehehe\n");
+    assert_eq!(mm["certSANs"], serde_json::json!(["192.168.200.10"]));
+    let c = &m[0]["cluster"];
+    assert_eq!(c["clusterName"], "home-cluster");
+    assert_eq!(c["controlPlane"]["endpoint"], "https://192.168.200.10:6443");
+    assert_eq!(c["network"]["dnsDomain"], "cluster.local");
+    assert_eq!(c["network"]["cni"]["name"], "custom");
+    assert_eq!(c["allowSchedulingOnControlPlanes"], true);
+    assert_eq!(
+        c["apiServer"]["certSANs"],
+        serde_json::json!(["home-cluster.local"])
+    );
+
+    let w = docs(&cc.join("home-cluster-kworker1.yaml"));
+    let wm = &w[0]["machine"];
+    assert_eq!(
+        wm["install"]["image"],
+        "factory.talos.dev/metal-installer/2d61dd07b20062062ea671b4d01873506103b67c0f7a4c3fb6cf4ee85585dcb8:v1.12.0"
+    );
+    assert_eq!(wm["install"]["disk"], "/dev/sdb");
+    assert_eq!(wm["nodeLabels"]["domainname"], "cluster.local");
+    assert_eq!(
+        wm["kubelet"]["extraArgs"]["feature-gates"],
+        "GracefulNodeShutdown=false,MixedProtocolLBService=false"
+    );
+    let rule = w.iter().find(|d| d["kind"] == "NetworkRuleConfig").unwrap();
+    assert_eq!(rule["name"], "apid-ingress");
+    assert_eq!(
+        rule["portSelector"],
+        serde_json::json!({"ports": [50000], "protocol": "tcp"})
+    );
+    assert_eq!(
+        rule["ingress"],
+        serde_json::json!([{"subnet": "10.96.0.0/12"}])
+    );
+    // kforge moves the node patch's legacy interface into a LinkConfig document (talhelper keeps
+    // the deprecated field); it must not stay in the v1alpha1 document.
+    assert!(wm.get("network").is_none());
+    let eth1 = w
+        .iter()
+        .find(|d| d["kind"] == "LinkConfig" && d["name"] == "eth1")
+        .unwrap();
+    assert_eq!(
+        eth1["addresses"],
+        serde_json::json!([{"address": "192.168.200.13/24"}])
+    );
+}
+
+#[test]
+fn sops_files_that_cannot_be_decrypted_are_errors_not_raw_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(
+        &shared().join("oracle/talhelper/01-repo-example"),
+        tmp.path(),
+    );
+    std::fs::copy(
+        repo().join("crates/kforge/tests/fixtures/talsecret.yaml"),
+        tmp.path().join("talsecret.yaml"),
+    )
+    .unwrap();
+    let out = kforge(tmp.path())
+        .env("HOME", tmp.path())
+        .env("XDG_CONFIG_HOME", tmp.path())
+        .args(["genconfig", "-c", "talconfig.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text_err(&out);
+    assert!(
+        err.contains("cannot read env file talenv.yaml") || err.contains("talenv.yaml"),
+        "{err}"
+    );
+    assert!(
+        err.contains("age10k9mjx3wcfzd7dwx3uqs68v7dzlwvwpzp8jyjpysjhy9mdwzhghqy2vhvn"),
+        "the error names the recipients:\n{err}"
+    );
+    assert!(!tmp.path().join("clusterconfig").exists());
+}

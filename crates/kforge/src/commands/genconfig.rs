@@ -29,19 +29,20 @@ const SECRET_FILES: &[&str] = &[
 const CERT_RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
 
 pub fn run(args: &GenconfigArgs) -> Result<Outcome> {
-    let loaded = super::load_cluster(&args.cluster, false);
+    let reader = FsReader::new();
+    let loaded = super::load_cluster(&args.cluster, false, &reader);
     let mut diags = loaded.diagnostics;
     let Some(cluster) = loaded.cluster else {
         print_diagnostics(&diags, Format::Human);
         return Ok(Outcome::Failure);
     };
-    diags.extend(kforge_spec::validate::validate(&cluster, &FsReader));
+    diags.extend(kforge_spec::validate::validate(&cluster, &reader));
     if diags.iter().any(Diagnostic::is_error) {
         print_diagnostics(&diags, Format::Human);
         return Ok(Outcome::Failure);
     }
 
-    let (bundle, new_secrets_path) = match secrets(args, &cluster) {
+    let (bundle, new_secrets_path) = match secrets(args, &cluster, &reader) {
         Ok(s) => s,
         Err(SecretsProblem::Diagnostics(mut d)) => {
             diags.append(&mut d);
@@ -55,7 +56,7 @@ pub fn run(args: &GenconfigArgs) -> Result<Outcome> {
     };
 
     let rendered =
-        match kforge_machine::render_cluster(&cluster, &cluster_secrets(&bundle), &FsReader) {
+        match kforge_machine::render_cluster(&cluster, &cluster_secrets(&bundle), &reader) {
             Ok(r) => r,
             Err(mut e) => {
                 diags.append(&mut e);
@@ -72,7 +73,7 @@ pub fn run(args: &GenconfigArgs) -> Result<Outcome> {
         .out_dir
         .clone()
         .unwrap_or_else(|| cluster.base_dir.join("clusterconfig"));
-    let talosconfig = talosconfig(args, &cluster, &bundle, &out_dir)?;
+    let talosconfig = talosconfig(args, &cluster, &bundle, &out_dir, &reader)?;
 
     let mut outputs: Vec<(String, SecretString)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -87,9 +88,27 @@ pub fn run(args: &GenconfigArgs) -> Result<Outcome> {
     }
     outputs.push(("talosconfig".into(), talosconfig));
 
+    let now = now();
+    let written = if args.encrypt {
+        encrypted_outputs(args, &reader, &out_dir, &outputs, now)?
+    } else {
+        Vec::new()
+    };
+
     if args.dry_run {
         for (name, text) in &outputs {
-            print_redacted_diff(&out_dir.join(name), text);
+            let on_disk = if args.encrypt {
+                sops_name(name)
+            } else {
+                name.clone()
+            };
+            let path = out_dir.join(&on_disk);
+            let old = if path.exists() {
+                Some(reader.read_plain(&path)?)
+            } else {
+                None
+            };
+            print_redacted_diff(&path, old.as_ref(), text);
         }
         if let Some(p) = &new_secrets_path {
             eprintln!("would write a new secrets bundle to {}", p.display());
@@ -98,10 +117,17 @@ pub fn run(args: &GenconfigArgs) -> Result<Outcome> {
     }
 
     let staged = StagedDir::new(&out_dir)?;
-    for (name, text) in &outputs {
-        staged.write(name, text.as_bytes())?;
+    if args.encrypt {
+        for (name, bytes) in &written {
+            staged.write(name, bytes)?;
+        }
+    } else {
+        for (name, text) in &outputs {
+            staged.write(name, text.as_bytes())?;
+        }
     }
     if !args.no_gitignore {
+        // Plaintext names: with --encrypt they keep any plaintext sibling out of git.
         let path = staged.path().join(".gitignore");
         let existing = std::fs::read_to_string(&path).unwrap_or_default();
         let names: Vec<String> = outputs.iter().map(|(n, _)| n.clone()).collect();
@@ -111,7 +137,14 @@ pub fn run(args: &GenconfigArgs) -> Result<Outcome> {
     }
     if let Some(p) = &new_secrets_path {
         // Saved before the configs are swapped in: configs must never exist without their secrets.
-        kforge_secret::write_private(p, bundle.to_yaml().as_bytes())
+        let bundle_yaml = bundle.to_yaml();
+        let bytes = if args.encrypt {
+            let config = files::encrypt_config_for(p, &args.age, now)?;
+            files::encrypt_for(p, &bundle_yaml, &config)?.into_bytes()
+        } else {
+            bundle_yaml.as_bytes().to_vec()
+        };
+        kforge_secret::write_private(p, &bytes)
             .with_context(|| format!("cannot save the new secrets bundle to {}", p.display()))?;
         eprintln!(
             "generated new secrets in {} (mode 0600); keep it safe and back it up",
@@ -120,17 +153,82 @@ pub fn run(args: &GenconfigArgs) -> Result<Outcome> {
     }
     staged.commit()?;
     for r in &rendered {
+        let name = if args.encrypt {
+            sops_name(&r.filename)
+        } else {
+            r.filename.clone()
+        };
         eprintln!(
             "generated config for {} in {}",
             r.hostname,
-            out_dir.join(&r.filename).display()
+            out_dir.join(name).display()
         );
     }
-    eprintln!(
-        "generated client config in {}",
-        out_dir.join("talosconfig").display()
-    );
+    let tc = if args.encrypt {
+        sops_name("talosconfig")
+    } else {
+        "talosconfig".into()
+    };
+    eprintln!("generated client config in {}", out_dir.join(tc).display());
     Ok(Outcome::Success)
+}
+
+/// Whether two YAML texts hold the same documents (decrypted sops files come back in sops'
+/// own layout, so bytes differ even when nothing changed).
+fn same_documents(a: &str, b: &str) -> bool {
+    let parse = |t: &str| {
+        kforge_yaml::parse_all(t).map(|d| {
+            d.iter()
+                .map(kforge_yaml::Node::to_value)
+                .collect::<Vec<_>>()
+        })
+    };
+    matches!((parse(a), parse(b)), (Ok(x), Ok(y)) if x == y)
+}
+
+/// `x.yaml` → `x.sops.yaml`; `talosconfig` → `talosconfig.sops.yaml`.
+fn sops_name(name: &str) -> String {
+    match name
+        .strip_suffix(".yaml")
+        .or_else(|| name.strip_suffix(".yml"))
+    {
+        Some(stem) => format!("{stem}.sops.yaml"),
+        None => format!("{name}.sops.yaml"),
+    }
+}
+
+/// The encrypted files to write. A file whose current ciphertext already decrypts to the new
+/// plaintext is kept byte for byte, so re-running does not churn git history.
+fn encrypted_outputs(
+    args: &GenconfigArgs,
+    reader: &FsReader,
+    out_dir: &Path,
+    outputs: &[(String, SecretString)],
+    now: SystemTime,
+) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for (name, text) in outputs {
+        let enc_name = sops_name(name);
+        let path = out_dir.join(&enc_name);
+        if path.exists() {
+            if let Ok(current) = reader.read_plain(&path) {
+                if same_documents(current.expose(), text.expose()) {
+                    out.push((
+                        enc_name,
+                        std::fs::read(&path)
+                            .with_context(|| format!("cannot read {}", path.display()))?,
+                    ));
+                    continue;
+                }
+            }
+        }
+        let config = files::encrypt_config_for(&path, &args.age, now)?;
+        out.push((
+            enc_name,
+            files::encrypt_for(&path, text, &config)?.into_bytes(),
+        ));
+    }
+    Ok(out)
 }
 
 enum SecretsProblem {
@@ -143,6 +241,7 @@ enum SecretsProblem {
 fn secrets(
     args: &GenconfigArgs,
     cluster: &Cluster,
+    reader: &FsReader,
 ) -> std::result::Result<(SecretsBundle, Option<PathBuf>), SecretsProblem> {
     let candidates: Vec<PathBuf> = if args.secret_file.is_empty() {
         SECRET_FILES
@@ -158,7 +257,12 @@ fn secrets(
             let bundle = SecretsBundle::generate(SystemTime::now())
                 .context("cannot generate a secrets bundle")
                 .map_err(SecretsProblem::Fatal)?;
-            return Ok((bundle, Some(candidates[0].clone())));
+            let target = if args.secret_file.is_empty() && args.encrypt {
+                cluster.base_dir.join("talsecret.sops.yaml")
+            } else {
+                candidates[0].clone()
+            };
+            return Ok((bundle, Some(target)));
         }
         let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
         return Err(SecretsProblem::Fatal(
@@ -171,12 +275,8 @@ fn secrets(
             .into(),
         ));
     };
-    let text = files::read_text(path).map_err(|e| {
-        SecretsProblem::Fatal(
-            anyhow::Error::new(e).context(format!("cannot read secrets bundle {}", path.display())),
-        )
-    })?;
-    let text = match kforge_spec::env::substitute(&text, path, &cluster.env) {
+    let text = reader.read_plain(path).map_err(SecretsProblem::Fatal)?;
+    let text = match kforge_spec::env::substitute(text.expose(), path, &cluster.env) {
         Ok(s) => s.text,
         Err(d) => return Err(SecretsProblem::Diagnostics(d)),
     };
@@ -241,7 +341,7 @@ pub fn cluster_secrets(b: &SecretsBundle) -> ClusterSecrets {
 
 /// Renders the cluster with placeholder secrets, to find problems only rendering reveals
 /// (patches that do not apply, profiles that do not fit the hardware).
-pub fn render_checks(cluster: &Cluster) -> Vec<Diagnostic> {
+pub fn render_checks(cluster: &Cluster, reader: &FsReader) -> Vec<Diagnostic> {
     let placeholder = || SecretString::from("placeholder".to_string());
     let cert = || CertAndKey {
         crt: "placeholder".into(),
@@ -260,7 +360,7 @@ pub fn render_checks(cluster: &Cluster) -> Vec<Diagnostic> {
         k8s_service_account_key: placeholder(),
         etcd: cert(),
     };
-    match kforge_machine::render_cluster(cluster, &secrets, &FsReader) {
+    match kforge_machine::render_cluster(cluster, &secrets, reader) {
         Ok(nodes) => nodes
             .into_iter()
             .flat_map(|n: RenderedNode| n.diagnostics)
@@ -277,6 +377,7 @@ fn talosconfig(
     cluster: &Cluster,
     bundle: &SecretsBundle,
     out_dir: &Path,
+    reader: &FsReader,
 ) -> Result<SecretString> {
     let name = cluster.name().to_string();
     let endpoints: Vec<String> = cluster
@@ -295,9 +396,15 @@ fn talosconfig(
             .collect()
     };
     let now = now();
-    let existing = files::read_text(&out_dir.join("talosconfig"))
+    let name_on_disk = if args.encrypt {
+        sops_name("talosconfig")
+    } else {
+        "talosconfig".to_string()
+    };
+    let existing = reader
+        .read_plain(&out_dir.join(name_on_disk))
         .ok()
-        .and_then(|t| Talosconfig::from_yaml(&t).ok());
+        .and_then(|t| Talosconfig::from_yaml(t.expose()).ok());
     let reusable = existing
         .as_ref()
         .and_then(|tc| tc.contexts.get(&name))
@@ -373,10 +480,9 @@ pub fn parse_go_duration(s: &str) -> Result<Duration> {
 
 /// Prints a unified diff of `path` against `new`, with every secret replaced by a short
 /// fingerprint so changes show without revealing anything.
-fn print_redacted_diff(path: &Path, new: &SecretString) {
-    let old = files::read_text(path).ok();
+fn print_redacted_diff(path: &Path, old: Option<&SecretString>, new: &SecretString) {
     let new_text = redact(new.expose());
-    let old_text = old.as_deref().map(redact).unwrap_or_default();
+    let old_text = old.map(|o| redact(o.expose())).unwrap_or_default();
     if old.is_some() && old_text == new_text {
         eprintln!("{}: unchanged", path.display());
         return;

@@ -2,7 +2,9 @@
 
 mod genconfig;
 mod gensecret;
+mod init;
 mod schema;
+mod sops;
 mod validate;
 
 use std::collections::HashMap;
@@ -20,6 +22,8 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Gensecret(a) => gensecret::run(&a),
         Command::Genconfig(a) => genconfig::run(&a),
         Command::Validate(a) => validate::run(&a),
+        Command::Sops(c) => sops::run(&c),
+        Command::Init(a) => init::run(&a),
         Command::Schema => schema::run(),
         Command::Completion { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "kforge", &mut std::io::stdout());
@@ -29,12 +33,12 @@ pub fn run(cli: Cli) -> Result<Outcome> {
 }
 
 /// Loads the cluster file named on the command line.
-pub fn load_cluster(args: &ClusterFileArgs, no_substitute: bool) -> Loaded {
+pub fn load_cluster(args: &ClusterFileArgs, no_substitute: bool, reader: &FsReader) -> Loaded {
     let opts = LoadOptions {
         env_files: args.env_file.clone(),
         no_substitute,
         strict: args.strict,
     };
     let env: HashMap<String, String> = std::env::vars().collect();
-    kforge_spec::load(&args.config_file, &opts, &FsReader, env)
+    kforge_spec::load(&args.config_file, &opts, reader, env)
 }

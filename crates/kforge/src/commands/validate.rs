@@ -9,12 +9,13 @@ use crate::files::FsReader;
 use crate::report::print_diagnostics;
 
 pub fn run(args: &ValidateArgs) -> Result<Outcome> {
-    let loaded = super::load_cluster(&args.cluster, args.no_substitute);
+    let reader = FsReader::new();
+    let loaded = super::load_cluster(&args.cluster, args.no_substitute, &reader);
     let mut diags = loaded.diagnostics;
     if let Some(cluster) = &loaded.cluster {
-        diags.extend(kforge_spec::validate::validate(cluster, &FsReader));
+        diags.extend(kforge_spec::validate::validate(cluster, &reader));
         if !diags.iter().any(|d| d.is_error()) {
-            diags.extend(super::genconfig::render_checks(cluster));
+            diags.extend(super::genconfig::render_checks(cluster, &reader));
         }
     }
     print_diagnostics(&diags, args.format);
