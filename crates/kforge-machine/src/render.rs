@@ -17,6 +17,7 @@ use serde_json::json;
 use crate::contract::Gates;
 use crate::legacy;
 use crate::network;
+use crate::nodeconfig;
 use crate::patch::{self, Patch};
 use crate::profile::{self, Expectation, ProfileOutput};
 use crate::schematic::{self, Factory};
@@ -247,6 +248,7 @@ pub fn render_node(
         ));
     }
     let filename = filename(&mut cx);
+    check_generated(&mut cx, &docs);
     if !cx.errors.is_empty() {
         return Err(cx.errors);
     }
@@ -269,6 +271,50 @@ pub fn render_node(
             .collect(),
         diagnostics: cx.warnings,
     })
+}
+
+/// Runs Talos's own validation on the generated config, in the node's mode: what kforge writes
+/// must be a config Talos accepts.
+fn check_generated(cx: &mut Ctx<'_>, docs: &[Value]) {
+    let mode = match cx
+        .node
+        .config
+        .machine_spec
+        .as_ref()
+        .and_then(|m| m.mode.as_deref())
+        .unwrap_or("metal")
+    {
+        "metal" => nodeconfig::Mode::Metal,
+        "container" => nodeconfig::Mode::Container,
+        _ => nodeconfig::Mode::Cloud,
+    };
+    for f in nodeconfig::validate(docs, mode, Some(cx.gates.contract.minor), false) {
+        let what = if f.path.is_empty() {
+            String::new()
+        } else {
+            format!("`{}`: ", f.path)
+        };
+        let doc = if f.document == 0 {
+            String::new()
+        } else {
+            format!(" (document #{})", f.document + 1)
+        };
+        let message = format!(
+            "node `{}`: the generated machine config is not valid for {mode} mode{doc}: {what}{}",
+            cx.node.hostname, f.message
+        );
+        let d = match f.level {
+            nodeconfig::Level::Error => Diagnostic::error("nodeconfig", message),
+            nodeconfig::Level::Warning => Diagnostic::warning("nodeconfig", message),
+        }
+        .at(cx.at(&cx.node.path()))
+        .help("this usually comes from a patch; `kforge validate nodeconfig` checks a generated file on its own");
+        if d.is_error() {
+            cx.errors.push(d);
+        } else {
+            cx.warnings.push(d);
+        }
+    }
 }
 
 /// The installer image, the kernel arguments for `install.extraKernelArgs`, and whether

@@ -44,6 +44,11 @@ pub enum Command {
         after_help = "Example:\n  kforge init infra --age age1j3hsfptdfsfwvkf504etjkrtmajny9csrfh5s24uqh6fchmg5dgqg087ek\n  # creates clusters/infra/talos/ and adds rules to ./.sops.yaml"
     )]
     Init(InitArgs),
+    /// Print talosctl commands for the cluster (talhelper's shapes), one per line, ready for `| sh`
+    #[command(
+        after_help = "Examples:\n  kforge gencommand apply --insecure       # first apply, nodes in maintenance mode\n  kforge gencommand bootstrap\n  kforge gencommand upgrade -n infra-cp-1\n  kforge gencommand health --extra-flags=--wait-timeout=10m"
+    )]
+    Gencommand(GencommandArgs),
     /// Print the JSON schema of the cluster file, for editors
     #[command(
         after_help = "Example:\n  kforge schema > kforge.schema.json\n  # then, first line of talconfig.yaml:\n  # yaml-language-server: $schema=./kforge.schema.json"
@@ -175,8 +180,78 @@ pub struct GenconfigArgs {
     pub offline_mode: bool,
 }
 
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum GencommandKind {
+    Apply,
+    Upgrade,
+    UpgradeK8s,
+    Bootstrap,
+    Kubeconfig,
+    Reset,
+    Health,
+}
+
 #[derive(Args, Debug)]
+pub struct GencommandArgs {
+    /// Which command to print
+    #[arg(value_enum)]
+    pub kind: GencommandKind,
+    #[command(flatten)]
+    pub cluster: ClusterFileArgs,
+    /// Directory holding talosconfig and the configs (default: `clusterconfig` next to the cluster file)
+    #[arg(short = 'o', long = "out-dir", value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+    /// Only this node: an IP address or a hostname
+    #[arg(short = 'n', long = "node", value_name = "NODE")]
+    pub node: Option<String>,
+    /// Flags added verbatim to every command (repeatable, or comma-separated)
+    #[arg(long = "extra-flags", value_name = "FLAG", value_delimiter = ',')]
+    pub extra_flags: Vec<String>,
+    /// apply: add `--insecure` (nodes still in maintenance mode, before their first config)
+    #[arg(long)]
+    pub insecure: bool,
+    /// Accepted for talhelper compatibility; kforge always computes schematic IDs offline
+    #[arg(long, hide = true)]
+    pub offline_mode: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ValidateCommand {
+    /// Check machine config files the way Talos does (`talosctl validate`)
+    #[command(
+        after_help = "Examples:\n  kforge validate nodeconfig --mode metal clusterconfig/infra-infra-cp-1.yaml\n  kforge validate nodeconfig --mode container --strict clusterconfig/*.yaml"
+    )]
+    Nodeconfig(NodeconfigArgs),
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ModeArg {
+    Metal,
+    Container,
+    Cloud,
+}
+
+#[derive(Args, Debug)]
+pub struct NodeconfigArgs {
+    /// Where the config runs
+    #[arg(short = 'm', long, value_enum, default_value = "metal")]
+    pub mode: ModeArg,
+    /// Warnings are errors
+    #[arg(long)]
+    pub strict: bool,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    /// Machine config files (SOPS-encrypted ones are decrypted)
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ValidateArgs {
+    #[command(subcommand)]
+    pub command: Option<ValidateCommand>,
     #[command(flatten)]
     pub cluster: ClusterFileArgs,
     /// Do not substitute environment variables

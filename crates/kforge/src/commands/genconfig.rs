@@ -340,14 +340,25 @@ pub fn cluster_secrets(b: &SecretsBundle) -> ClusterSecrets {
 }
 
 /// Renders the cluster with placeholder secrets, to find problems only rendering reveals
-/// (patches that do not apply, profiles that do not fit the hardware).
+/// (patches that do not apply, profiles that do not fit the hardware, configs Talos rejects).
 pub fn render_checks(cluster: &Cluster, reader: &FsReader) -> Vec<Diagnostic> {
+    match kforge_machine::render_cluster(cluster, &placeholder_secrets(), reader) {
+        Ok(nodes) => nodes
+            .into_iter()
+            .flat_map(|n: RenderedNode| n.diagnostics)
+            .collect(),
+        Err(d) => d,
+    }
+}
+
+/// Stand-ins for the secrets bundle, for rendering that only checks structure.
+pub fn placeholder_secrets() -> ClusterSecrets {
     let placeholder = || SecretString::from("placeholder".to_string());
     let cert = || CertAndKey {
         crt: "placeholder".into(),
         key: placeholder(),
     };
-    let secrets = ClusterSecrets {
+    ClusterSecrets {
         cluster_id: placeholder(),
         cluster_secret: placeholder(),
         bootstrap_token: placeholder(),
@@ -359,13 +370,6 @@ pub fn render_checks(cluster: &Cluster, reader: &FsReader) -> Vec<Diagnostic> {
         k8s_aggregator: cert(),
         k8s_service_account_key: placeholder(),
         etcd: cert(),
-    };
-    match kforge_machine::render_cluster(cluster, &secrets, reader) {
-        Ok(nodes) => nodes
-            .into_iter()
-            .flat_map(|n: RenderedNode| n.diagnostics)
-            .collect(),
-        Err(d) => d,
     }
 }
 

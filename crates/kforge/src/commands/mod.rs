@@ -1,8 +1,10 @@
 //! One module per command; each calls library functions and reports through `report`.
 
+mod gencommand;
 mod genconfig;
 mod gensecret;
 mod init;
+mod nodeconfig;
 mod schema;
 mod sops;
 mod validate;
@@ -21,7 +23,11 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::Gensecret(a) => gensecret::run(&a),
         Command::Genconfig(a) => genconfig::run(&a),
-        Command::Validate(a) => validate::run(&a),
+        Command::Validate(a) => match &a.command {
+            Some(crate::cli::ValidateCommand::Nodeconfig(n)) => nodeconfig::run(n),
+            None => validate::run(&a),
+        },
+        Command::Gencommand(a) => gencommand::run(&a),
         Command::Sops(c) => sops::run(&c),
         Command::Init(a) => init::run(&a),
         Command::Schema => schema::run(),
