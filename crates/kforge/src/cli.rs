@@ -37,13 +37,22 @@ pub enum Command {
     )]
     Validate(ValidateArgs),
     /// Encrypt or decrypt files in SOPS format (age), compatible with the sops CLI
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  kforge sops encrypt --age age1… --in-place talenv.sops.yaml\n  kforge sops decrypt talsecret.sops.yaml"
+    )]
     Sops(SopsCommand),
     /// Create a cluster directory (talconfig.yaml, encrypted secrets, patches, .sops.yaml rules)
     #[command(
         after_help = "Example:\n  kforge init infra --age age1j3hsfptdfsfwvkf504etjkrtmajny9csrfh5s24uqh6fchmg5dgqg087ek\n  # creates clusters/infra/talos/ and adds rules to ./.sops.yaml"
     )]
     Init(InitArgs),
+    /// Talk to Talos nodes directly (the subset of talosctl kforge needs)
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  kforge talos version --talosconfig clusterconfig/talosconfig -n 10.0.1.11\n  kforge talos etcd members -n 10.0.1.11 -o json"
+    )]
+    Talos(TalosCommand),
     /// Print talosctl commands for the cluster (talhelper's shapes), one per line, ready for `| sh`
     #[command(
         after_help = "Examples:\n  kforge gencommand apply --insecure       # first apply, nodes in maintenance mode\n  kforge gencommand bootstrap\n  kforge gencommand upgrade -n infra-cp-1\n  kforge gencommand health --extra-flags=--wait-timeout=10m"
@@ -178,6 +187,139 @@ pub struct GenconfigArgs {
     /// Accepted for talhelper compatibility; kforge always computes schematic IDs offline
     #[arg(long, hide = true)]
     pub offline_mode: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TalosTarget {
+    /// talosconfig to use (default: $TALOSCONFIG, else ~/.talos/config); SOPS-encrypted files work
+    #[arg(long, value_name = "FILE", global = true)]
+    pub talosconfig: Option<PathBuf>,
+    /// Context in the talosconfig (default: its current context)
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+    /// Endpoints to connect to (default: the talosconfig's); comma-separated or repeated
+    #[arg(short = 'e', long, value_delimiter = ',', global = true)]
+    pub endpoints: Vec<String>,
+    /// Nodes the request is for (proxied by the endpoint); comma-separated or repeated
+    #[arg(short = 'n', long, value_delimiter = ',', global = true)]
+    pub nodes: Vec<String>,
+    /// Output format
+    #[arg(short = 'o', long, value_enum, default_value = "table", global = true)]
+    pub output: TalosOutput,
+    /// Per-call deadline
+    #[arg(long, default_value = "30s", global = true)]
+    pub timeout: String,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum TalosOutput {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TalosCommand {
+    /// Talos version of each node
+    #[command(after_help = "Example:\n  kforge talos version -n 10.0.1.11,10.0.1.12")]
+    Version(TalosTarget),
+    /// Services and their state
+    #[command(after_help = "Example:\n  kforge talos services -n 10.0.1.11")]
+    Services(TalosTarget),
+    /// Start, stop or restart a service
+    #[command(after_help = "Example:\n  kforge talos service restart etcd -n 10.0.1.12")]
+    Service {
+        #[arg(value_enum)]
+        action: ServiceActionArg,
+        /// Service id, e.g. etcd
+        id: String,
+        #[command(flatten)]
+        target: TalosTarget,
+    },
+    /// etcd: members or status
+    #[command(
+        after_help = "Examples:\n  kforge talos etcd members -n 10.0.1.11\n  kforge talos etcd status -n 10.0.1.11,10.0.1.12,10.0.1.13"
+    )]
+    Etcd {
+        #[arg(value_enum)]
+        what: EtcdWhat,
+        #[command(flatten)]
+        target: TalosTarget,
+    },
+    /// Memory of each node (/proc/meminfo)
+    #[command(after_help = "Example:\n  kforge talos memory -n 10.0.1.20 --verbose")]
+    Memory {
+        /// All fields, not only the summary
+        #[arg(short, long)]
+        verbose: bool,
+        #[command(flatten)]
+        target: TalosTarget,
+    },
+    /// Print a file from a node, e.g. /proc/cmdline
+    #[command(after_help = "Example:\n  kforge talos read /proc/cmdline -n 10.0.1.20")]
+    Read {
+        path: String,
+        #[command(flatten)]
+        target: TalosTarget,
+    },
+    /// Fetch the admin kubeconfig from a control-plane node
+    #[command(after_help = "Example:\n  kforge talos kubeconfig ./kubeconfig -n 10.0.1.11")]
+    Kubeconfig {
+        /// Where to write it (mode 0600)
+        #[arg(default_value = "kubeconfig")]
+        file: PathBuf,
+        #[command(flatten)]
+        target: TalosTarget,
+    },
+    /// Apply a machine config to a node
+    #[command(
+        name = "apply-config",
+        after_help = "Examples:\n  kforge talos apply-config clusterconfig/solana-cp-1.yaml --insecure -n 10.0.1.11\n  kforge talos apply-config clusterconfig/solana-cp-1.yaml --mode no-reboot -n 10.0.1.11"
+    )]
+    ApplyConfig {
+        file: PathBuf,
+        /// Maintenance mode: TLS without a client certificate and without verifying the node (first apply only)
+        #[arg(long)]
+        insecure: bool,
+        /// auto, no-reboot, reboot, staged or try
+        #[arg(long, default_value = "auto")]
+        mode: String,
+        /// Validate on the node without applying
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        target: TalosTarget,
+    },
+    /// Bootstrap etcd on one control-plane node (once per cluster)
+    #[command(after_help = "Example:\n  kforge talos bootstrap -n 10.0.1.11")]
+    Bootstrap(TalosTarget),
+    /// Reboot nodes
+    #[command(after_help = "Example:\n  kforge talos reboot -n 10.0.1.20")]
+    Reboot(TalosTarget),
+    /// Reset nodes (wipe and return to maintenance mode)
+    #[command(after_help = "Example:\n  kforge talos reset --reboot -n 10.0.1.20")]
+    Reset {
+        /// Do not leave etcd cleanly first
+        #[arg(long)]
+        no_graceful: bool,
+        /// Reboot afterwards instead of halting
+        #[arg(long)]
+        reboot: bool,
+        #[command(flatten)]
+        target: TalosTarget,
+    },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ServiceActionArg {
+    Start,
+    Stop,
+    Restart,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum EtcdWhat {
+    Members,
+    Status,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]

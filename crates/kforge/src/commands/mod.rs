@@ -7,6 +7,7 @@ mod init;
 mod nodeconfig;
 mod schema;
 mod sops;
+mod talos;
 mod validate;
 
 use std::collections::HashMap;
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             None => validate::run(&a),
         },
         Command::Gencommand(a) => gencommand::run(&a),
+        Command::Talos(c) => talos::run(&c),
         Command::Sops(c) => sops::run(&c),
         Command::Init(a) => init::run(&a),
         Command::Schema => schema::run(),
