@@ -83,6 +83,7 @@ pub fn run(args: &InitArgs) -> Result<Outcome> {
     staged.write("patches/worker.yaml", WORKER.as_bytes())?;
     staged.write("clusterconfig/.gitkeep", b"")?;
     staged.write(".gitignore", GITIGNORE.as_bytes())?;
+    staged.write("kforge.schema.json", super::schema::schema_json().as_bytes())?;
     staged.commit()?;
     if !update.added.is_empty() {
         kforge_secret::write_private(&sops_path, update.text.as_bytes())
@@ -133,7 +134,7 @@ fn regex_escape(s: &str) -> String {
 
 fn talconfig(name: &str) -> String {
     format!(
-        r#"# yaml-language-server: $schema=https://raw.githubusercontent.com/kforge-dev/kforge/main/schema/kforge.schema.json
+        r#"# yaml-language-server: $schema=./kforge.schema.json
 #
 # Cluster file for `{name}` (talhelper's talconfig.yaml format, plus kforge's `hardware` and
 # `profiles`). Generate configs with:
