@@ -115,9 +115,9 @@ fn multi_context_file_round_trips_byte_for_byte() {
         "me@example.org"
     );
     assert_eq!(cfg.current().unwrap().cluster, "lab");
-    // yaml.v3 quotes with double quotes when it must.
-    let expected = MULTI.replace("'[fd00::1]:50000'", "\"[fd00::1]:50000\"");
-    assert_eq!(cfg.to_yaml().expose(), &expected);
+    // yaml.v3 single-quotes a string only the syntax keeps from being plain (a leading `[`),
+    // as talosctl writes it: the file comes back byte for byte.
+    assert_eq!(cfg.to_yaml().expose(), MULTI);
 }
 
 #[test]

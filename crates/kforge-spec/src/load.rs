@@ -55,6 +55,9 @@ pub struct Cluster {
     pub base_dir: PathBuf,
     pub env: Env,
     pub nodes: Vec<ResolvedNode>,
+    /// Paths whose values could not be decoded; checks skip them rather than report a
+    /// second problem about the default that stands in.
+    pub undecodable: Vec<Path>,
 }
 
 /// A node after group → node merge.
@@ -283,6 +286,11 @@ pub fn load(
     }
 
     let (file, issues) = decode::decode::<ClusterFile>(&source.root, Path::root());
+    let undecodable: Vec<Path> = issues
+        .iter()
+        .filter(|i| !matches!(i.kind, IssueKind::UnknownKey { .. }))
+        .map(|i| i.path.clone())
+        .collect();
     for issue in issues {
         let d = match issue.kind {
             IssueKind::Type { expected, found } => {
@@ -321,6 +329,7 @@ pub fn load(
         base_dir,
         env: environment,
         nodes,
+        undecodable,
     };
     Loaded {
         cluster: Some(cluster),

@@ -24,6 +24,7 @@ pub fn validate(cluster: &Cluster, reader: &dyn SourceReader) -> Vec<Diagnostic>
         c: cluster,
         reader,
         out: Vec::new(),
+        discarded: Diagnostic::error("discarded", ""),
     };
     v.top_level();
     for node in &cluster.nodes {
@@ -37,6 +38,8 @@ struct Validator<'a> {
     c: &'a Cluster,
     reader: &'a dyn SourceReader,
     out: Vec<Diagnostic>,
+    /// Where dropped findings go (see `push_unless_undecodable`).
+    discarded: Diagnostic,
 }
 
 /// A finding just recorded, to which a label, help or note can still be added.
@@ -65,11 +68,21 @@ impl Validator<'_> {
 
     fn err(&mut self, code: &'static str, path: &Path, message: impl Into<String>) -> Found<'_> {
         let d = Diagnostic::error(code, message).at(self.c.source.locate(path));
-        self.push(d)
+        self.push_unless_undecodable(path, d)
     }
 
     fn warn(&mut self, code: &'static str, path: &Path, message: impl Into<String>) -> Found<'_> {
         let d = Diagnostic::warning(code, message).at(self.c.source.locate(path));
+        self.push_unless_undecodable(path, d)
+    }
+
+    /// A finding about a value that already failed to decode is a consequence of that
+    /// failure (a default stands in), not a second problem: it is dropped.
+    fn push_unless_undecodable(&mut self, path: &Path, d: Diagnostic) -> Found<'_> {
+        if self.c.undecodable.iter().any(|u| path.0.starts_with(&u.0)) {
+            self.discarded = d;
+            return Found(&mut self.discarded);
+        }
         self.push(d)
     }
 
@@ -1338,9 +1351,14 @@ pub fn parse_endpoint(e: &str) -> Result<(String, u16), (String, Option<String>)
     }
 }
 
-/// RFC 1123 host names (dots allowed, at most 253 characters, labels at most 63).
+/// RFC 1123 host names (dots allowed, at most 253 characters, labels at most 63). The last
+/// label is not all digits, so `10.0.1.300` is a broken address rather than a name.
 pub fn is_dns_name(s: &str) -> bool {
     !s.is_empty()
+        && !s
+            .rsplit('.')
+            .next()
+            .is_some_and(|l| l.chars().all(|c| c.is_ascii_digit()))
         && s.len() <= 253
         && s.split('.').all(|l| {
             !l.is_empty()

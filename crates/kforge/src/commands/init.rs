@@ -83,7 +83,10 @@ pub fn run(args: &InitArgs) -> Result<Outcome> {
     staged.write("patches/worker.yaml", WORKER.as_bytes())?;
     staged.write("clusterconfig/.gitkeep", b"")?;
     staged.write(".gitignore", GITIGNORE.as_bytes())?;
-    staged.write("kforge.schema.json", super::schema::schema_json().as_bytes())?;
+    staged.write(
+        "kforge.schema.json",
+        super::schema::schema_json().as_bytes(),
+    )?;
     staged.commit()?;
     if !update.added.is_empty() {
         kforge_secret::write_private(&sops_path, update.text.as_bytes())
