@@ -394,7 +394,13 @@ pub struct KubeError {
 
 impl fmt::Display for KubeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} via {}: {}", self.operation, self.server, self.kind.describe())?;
+        write!(
+            f,
+            "{} via {}: {}",
+            self.operation,
+            self.server,
+            self.kind.describe()
+        )?;
         if let Some(s) = self.status {
             write!(f, " (HTTP {s})")?;
         }
@@ -486,7 +492,8 @@ impl KubeNode {
                 cs.iter()
                     .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
             });
-        let ready = ready_condition.map(|c| c.get("status").and_then(Value::as_str) == Some("True"));
+        let ready =
+            ready_condition.map(|c| c.get("status").and_then(Value::as_str) == Some("True"));
         let ready_message = ready_condition
             .map(|c| {
                 let reason = text(c.get("reason"));
@@ -545,8 +552,11 @@ pub trait KubeApi: Send + Sync {
 
     /// Server-side apply (`PATCH … application/apply-patch+yaml`, `force=true`) of any
     /// object; returns the object as stored.
-    async fn server_side_apply(&self, object: &Value, field_manager: &str)
-    -> Result<Value, KubeError>;
+    async fn server_side_apply(
+        &self,
+        object: &Value,
+        field_manager: &str,
+    ) -> Result<Value, KubeError>;
 
     /// One object, or None when it does not exist.
     async fn get(
@@ -582,7 +592,10 @@ mod tests {
         assert!(fib_trie_has_local(text, "10.0.1.10"));
         assert!(fib_trie_has_local(text, "10.0.1.11"));
         assert!(!fib_trie_has_local(text, "10.0.1.12"));
-        assert!(!fib_trie_has_local("     |-- 10.0.1.10\n        /32 link UNICAST\n", "10.0.1.10"));
+        assert!(!fib_trie_has_local(
+            "     |-- 10.0.1.10\n        /32 link UNICAST\n",
+            "10.0.1.10"
+        ));
     }
 
     #[test]

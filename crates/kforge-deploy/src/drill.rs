@@ -99,7 +99,13 @@ impl fmt::Display for DrillReport {
         if let (Some(b), Some(a)) = (&self.vip_owner_before, &self.vip_owner_after) {
             writeln!(f, "VIP moved from {b} to {a}")?;
         }
-        let w = self.phases.iter().map(|p| p.name.len()).max().unwrap_or(5).max(5);
+        let w = self
+            .phases
+            .iter()
+            .map(|p| p.name.len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
         writeln!(f, "{:<w$}  {:>8}  DETAIL", "PHASE", "TIME")?;
         for p in &self.phases {
             writeln!(
@@ -146,7 +152,10 @@ struct Drill<'a> {
 
 impl Drill<'_> {
     fn cps(&self) -> Vec<&NodeRef> {
-        self.nodes.iter().filter(|n| n.role == Role::ControlPlane).collect()
+        self.nodes
+            .iter()
+            .filter(|n| n.role == Role::ControlPlane)
+            .collect()
     }
 
     async fn bounded<T>(
@@ -156,7 +165,10 @@ impl Drill<'_> {
         match tokio::time::timeout(self.opts.call_timeout, f).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(e.chain()),
-            Err(_) => Err(format!("no answer within {}", human(self.opts.call_timeout))),
+            Err(_) => Err(format!(
+                "no answer within {}",
+                human(self.opts.call_timeout)
+            )),
         }
     }
 
@@ -167,7 +179,10 @@ impl Drill<'_> {
         match tokio::time::timeout(self.opts.call_timeout, f).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(crate::api::error_chain(&e)),
-            Err(_) => Err(format!("no answer within {}", human(self.opts.call_timeout))),
+            Err(_) => Err(format!(
+                "no answer within {}",
+                human(self.opts.call_timeout)
+            )),
         }
     }
 
@@ -309,7 +324,10 @@ impl Drill<'_> {
                     None
                 }
             },
-            (None, Some(owner)) => cps.iter().find(|c| &c.hostname == owner).map(|c| (*c).clone()),
+            (None, Some(owner)) => cps
+                .iter()
+                .find(|c| &c.hostname == owner)
+                .map(|c| (*c).clone()),
             (None, None) => {
                 if self.opts.vip.is_none() {
                     reasons.push(
@@ -389,7 +407,12 @@ pub async fn drill_failover(
     let mut mark = Instant::now();
     let mut done = |name: &'static str, detail: String, phases: &mut Vec<DrillPhase>| {
         let now = Instant::now();
-        d.emit.emit(Phase::Drill, None, Status::Done, format!("{name}: {detail}"));
+        d.emit.emit(
+            Phase::Drill,
+            None,
+            Status::Done,
+            format!("{name}: {detail}"),
+        );
         phases.push(DrillPhase {
             name,
             duration: now - mark,
@@ -398,8 +421,12 @@ pub async fn drill_failover(
         mark = now;
     };
 
-    d.emit
-        .emit(Phase::Drill, None, Status::Started, "precheck: is it safe to lose one node?");
+    d.emit.emit(
+        Phase::Drill,
+        None,
+        Status::Started,
+        "precheck: is it safe to lose one node?",
+    );
     let (target, vip_before) = d.precheck().await?;
     let others: Vec<&NodeRef> = d.cps().into_iter().filter(|c| **c != target).collect();
     done(
@@ -416,25 +443,26 @@ pub async fn drill_failover(
     );
 
     // From here on, a failure restarts the services before returning.
-    let fail = async |phase: &'static str, message: String, phases: Vec<DrillPhase>, stopped: bool| {
-        let restored = if stopped {
-            d.emit.emit(
-                Phase::Drill,
-                Some(&target.hostname),
-                Status::Failed,
-                format!("{phase}: {message}; starting the services again"),
-            );
-            Some(d.restore(&target).await.is_ok())
-        } else {
-            None
+    let fail =
+        async |phase: &'static str, message: String, phases: Vec<DrillPhase>, stopped: bool| {
+            let restored = if stopped {
+                d.emit.emit(
+                    Phase::Drill,
+                    Some(&target.hostname),
+                    Status::Failed,
+                    format!("{phase}: {message}; starting the services again"),
+                );
+                Some(d.restore(&target).await.is_ok())
+            } else {
+                None
+            };
+            DrillError::Failed {
+                phase,
+                message,
+                restored,
+                phases,
+            }
         };
-        DrillError::Failed {
-            phase,
-            message,
-            restored,
-            phases,
-        }
-    };
 
     // stop
     d.emit.emit(
@@ -463,7 +491,11 @@ pub async fn drill_failover(
     }
     done(
         "stop",
-        format!("{} stopped on {}", options.services.join(", "), target.hostname),
+        format!(
+            "{} stopped on {}",
+            options.services.join(", "),
+            target.hostname
+        ),
         &mut phases,
     );
 
@@ -618,7 +650,11 @@ pub async fn drill_failover(
     }
     done(
         "restore",
-        format!("{} running on {}", options.services.join(", "), target.hostname),
+        format!(
+            "{} running on {}",
+            options.services.join(", "),
+            target.hostname
+        ),
         &mut phases,
     );
 
@@ -661,7 +697,10 @@ pub async fn drill_failover(
     }
     done(
         "rejoin",
-        format!("{} is a healthy etcd member and serves the API", target.hostname),
+        format!(
+            "{} is a healthy etcd member and serves the API",
+            target.hostname
+        ),
         &mut phases,
     );
 

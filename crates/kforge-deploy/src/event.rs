@@ -186,7 +186,13 @@ impl<'a> Emitter<'a> {
         self.start.elapsed()
     }
 
-    pub fn emit(&self, phase: Phase, node: Option<&str>, status: Status, message: impl Into<String>) {
+    pub fn emit(
+        &self,
+        phase: Phase,
+        node: Option<&str>,
+        status: Status,
+        message: impl Into<String>,
+    ) {
         self.sink.emit(Event {
             node: node.map(str::to_string),
             phase,
@@ -220,7 +226,10 @@ mod tests {
         let mut e = event();
         e.node = None;
         e.phase = Phase::Kubeconfig;
-        assert!(e.to_json_line().starts_with(r#"{"node":null,"phase":"kubeconfig""#));
+        assert!(
+            e.to_json_line()
+                .starts_with(r#"{"node":null,"phase":"kubeconfig""#)
+        );
     }
 
     #[test]

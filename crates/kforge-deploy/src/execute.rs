@@ -37,14 +37,13 @@ use crate::event::{Emitter, EventSink, Phase, Status};
 use crate::kubeconfig::{self, KubeconfigError};
 use crate::observe::{ObserveOptions, observe};
 use crate::plan::{
-    BootstrapPlan, KubeconfigOutput, KubeconfigPlan, ManifestsPlan, NodeAction, Plan,
-    PlanError, PlanOptions, TuningAction, plan,
+    BootstrapPlan, KubeconfigOutput, KubeconfigPlan, ManifestsPlan, NodeAction, Plan, PlanError,
+    PlanOptions, TuningAction, plan,
 };
 use crate::redact;
 use crate::state::{
-    AppliedHow, BootstrapEvidence, BootstrapIntent, BootstrapMarker, DeployState,
-    KubeconfigRecord, ManifestsRecord, NodeRecord, StateError, StateStore, TuningRecord,
-    timestamp,
+    AppliedHow, BootstrapEvidence, BootstrapIntent, BootstrapMarker, DeployState, KubeconfigRecord,
+    ManifestsRecord, NodeRecord, StateError, StateStore, TuningRecord, timestamp,
 };
 use crate::tuning::{self, NodeTuning, Unavailable};
 use crate::wait::{Backoff, Check, TimedOut, WaitError, WaitLimits, human, poll_until};
@@ -454,7 +453,10 @@ impl Run<'_> {
         match tokio::time::timeout(self.opts.timeouts.call, f).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(e.chain()),
-            Err(_) => Err(format!("no answer within {}", human(self.opts.timeouts.call))),
+            Err(_) => Err(format!(
+                "no answer within {}",
+                human(self.opts.timeouts.call)
+            )),
         }
     }
 
@@ -581,7 +583,8 @@ impl Run<'_> {
             ),
             AppliedHow::AlreadyRunning => "the node already runs this config".to_string(),
         };
-        self.emit.emit(Phase::Apply, host, Status::Done, text.clone());
+        self.emit
+            .emit(Phase::Apply, host, Status::Done, text.clone());
         self.step(Phase::Apply, host, text, since);
         Ok(())
     }
@@ -668,7 +671,12 @@ impl Run<'_> {
                 total,
             });
         }
-        self.step(Phase::Apid, None, "apid answers on every control-plane node", since);
+        self.step(
+            Phase::Apid,
+            None,
+            "apid answers on every control-plane node",
+            since,
+        );
         Ok(())
     }
 
@@ -711,7 +719,10 @@ impl Run<'_> {
                 Ok(())
             }
             BootstrapPlan::Bootstrap { node, .. } => {
-                let Some(d) = self.desired.node(node).filter(|d| d.node.is_control_plane())
+                let Some(d) = self
+                    .desired
+                    .node(node)
+                    .filter(|d| d.node.is_control_plane())
                 else {
                     return Err(DeployError::StalePlan {
                         detail: format!("bootstrap node `{node}` is not a control-plane node"),
@@ -774,7 +785,8 @@ impl Run<'_> {
                 "etcd already has members ({reporter} reports {}); recorded, not bootstrapping",
                 members.join(", ")
             );
-            self.emit.emit(Phase::Bootstrap, host, Status::Skipped, text.clone());
+            self.emit
+                .emit(Phase::Bootstrap, host, Status::Skipped, text.clone());
             self.step(Phase::Bootstrap, host, text, since);
             return Ok(());
         }
@@ -807,11 +819,9 @@ impl Run<'_> {
         let mut attempt = 0u32;
         let outcome = loop {
             attempt += 1;
-            let result = tokio::time::timeout(
-                self.opts.timeouts.call,
-                self.apis.nodes.bootstrap(node),
-            )
-            .await;
+            let result =
+                tokio::time::timeout(self.opts.timeouts.call, self.apis.nodes.bootstrap(node))
+                    .await;
             let last = match result {
                 Ok(Ok(o)) => break o,
                 Ok(Err(e)) if e.kind == ApiErrorKind::AlreadyExists => {
@@ -871,13 +881,17 @@ impl Run<'_> {
             BootstrapEvidence::Bootstrapped => format!("bootstrapped etcd on {node}"),
             _ => format!("etcd on {node} was already bootstrapped (members confirmed)"),
         };
-        self.emit.emit(Phase::Bootstrap, host, Status::Done, text.clone());
+        self.emit
+            .emit(Phase::Bootstrap, host, Status::Done, text.clone());
         self.step(Phase::Bootstrap, host, text, since);
         Ok(())
     }
 
     async fn confirm_members(&self, node: &NodeRef) -> Result<(), DeployError> {
-        let limits = self.limits(self.opts.timeouts.bootstrap_confirm, self.opts.intervals.etcd);
+        let limits = self.limits(
+            self.opts.timeouts.bootstrap_confirm,
+            self.opts.intervals.etcd,
+        );
         let r: Result<(), WaitError<ApiError>> = poll_until(
             format!("etcd on {node} to list members"),
             limits,
@@ -994,7 +1008,12 @@ impl Run<'_> {
             .collect()
             .await;
         results.into_iter().collect::<Result<Vec<()>, _>>()?;
-        self.step(Phase::Etcd, None, format!("{n} healthy etcd members"), since);
+        self.step(
+            Phase::Etcd,
+            None,
+            format!("{n} healthy etcd members"),
+            since,
+        );
         Ok(())
     }
 
@@ -1343,7 +1362,8 @@ impl Run<'_> {
                         .insert(t.node.clone(), TuningRecord { fingerprint, at });
                 })?;
                 let text = format!("{} checks passed", result.checks.len());
-                self.emit.emit(Phase::Tuning, host, Status::Done, text.clone());
+                self.emit
+                    .emit(Phase::Tuning, host, Status::Done, text.clone());
                 self.step(Phase::Tuning, host, text, since);
             } else {
                 for c in result.checks.iter().filter(|c| !c.passed) {

@@ -46,8 +46,11 @@ pub const MIN_MEMORY_CONTROL_PLANE_KIB: u64 = (1848 - 150) * 1024;
 pub const MIN_MEMORY_WORKER_KIB: u64 = (1024 - 150) * 1024;
 
 /// The control-plane components checked on every control-plane node.
-pub const CONTROL_PLANE_COMPONENTS: &[&str] =
-    &["kube-apiserver", "kube-controller-manager", "kube-scheduler"];
+pub const CONTROL_PLANE_COMPONENTS: &[&str] = &[
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+];
 
 #[derive(Clone, Debug)]
 pub struct HealthOptions {
@@ -143,7 +146,11 @@ impl fmt::Display for HealthReport {
         write!(
             f,
             "{} in {:.1}s",
-            if self.healthy() { "healthy" } else { "UNHEALTHY" },
+            if self.healthy() {
+                "healthy"
+            } else {
+                "UNHEALTHY"
+            },
             self.duration.as_secs_f64()
         )
     }
@@ -235,7 +242,9 @@ impl Ctx<'_> {
             return Check::Pending("no control-plane nodes are known".into());
         }
         if bad.is_empty() {
-            Check::Done(format!("etcd Running and healthy on {count} control-plane nodes"))
+            Check::Done(format!(
+                "etcd Running and healthy on {count} control-plane nodes"
+            ))
         } else {
             Check::Pending(bad.join("; "))
         }
@@ -269,7 +278,10 @@ impl Ctx<'_> {
         for (node, list) in &lists[1..] {
             if list != first {
                 let names = |l: &[(u64, String)]| {
-                    l.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>().join(", ")
+                    l.iter()
+                        .map(|(_, n)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 };
                 return Check::Pending(format!(
                     "{first_node} lists [{}], {node} lists [{}]",
@@ -468,7 +480,8 @@ impl Ctx<'_> {
                     let pod = pods.iter().find(|p| {
                         p.pointer("/spec/nodeName").and_then(|v| v.as_str())
                             == Some(cp.hostname.as_str())
-                            && p.pointer("/metadata/labels/k8s-app").and_then(|v| v.as_str())
+                            && p.pointer("/metadata/labels/k8s-app")
+                                .and_then(|v| v.as_str())
                                 == Some(c)
                     });
                     let ready = pod.is_some_and(|p| {
@@ -568,16 +581,36 @@ enum Which {
 /// Name, own deadline, poll interval — in Talos's order.
 const CHECKS: &[(&str, Which, u64, u64)] = &[
     ("etcd to be healthy", Which::EtcdHealthy, 300, 5),
-    ("etcd members to be consistent across nodes", Which::MembersConsistent, 300, 5),
-    ("etcd members to be control plane nodes", Which::MembersControlPlanes, 300, 5),
+    (
+        "etcd members to be consistent across nodes",
+        Which::MembersConsistent,
+        300,
+        5,
+    ),
+    (
+        "etcd members to be control plane nodes",
+        Which::MembersControlPlanes,
+        300,
+        5,
+    ),
     ("apid to be ready", Which::Apid, 300, 5),
     ("all nodes memory sizes", Which::Memory, 300, 5),
     ("all nodes services to be healthy", Which::Services, 300, 5),
     ("all nodes to finish boot sequence", Which::Boot, 300, 5),
     ("all k8s nodes to report", Which::K8sReport, 300, 30),
-    ("all control plane components to be ready", Which::Components, 300, 5),
+    (
+        "all control plane components to be ready",
+        Which::Components,
+        300,
+        5,
+    ),
     ("all k8s nodes to report ready", Which::K8sReady, 600, 5),
-    ("all k8s nodes to report schedulable", Which::Schedulable, 300, 5),
+    (
+        "all k8s nodes to report schedulable",
+        Which::Schedulable,
+        300,
+        5,
+    ),
 ];
 
 /// The names of the checks, in order.
@@ -627,7 +660,14 @@ pub async fn health(
             name,
             limits,
             options.call_timeout * 4,
-            |seen| emit.emit(Phase::Health, None, Status::Waiting, format!("{name}: {seen}")),
+            |seen| {
+                emit.emit(
+                    Phase::Health,
+                    None,
+                    Status::Waiting,
+                    format!("{name}: {seen}"),
+                )
+            },
             || async move {
                 match which {
                     Which::EtcdHealthy => ctx.etcd_healthy().await,
@@ -651,7 +691,11 @@ pub async fn health(
             Err(WaitError::Failed(m)) => (CheckStatus::Failed, m),
             Err(WaitError::TimedOut(t)) => (
                 CheckStatus::Failed,
-                format!("timed out after {}; last seen: {}", human(t.waited), t.last_seen),
+                format!(
+                    "timed out after {}; last seen: {}",
+                    human(t.waited),
+                    t.last_seen
+                ),
             ),
         };
         emit.emit(

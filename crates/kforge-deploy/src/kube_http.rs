@@ -134,8 +134,8 @@ fn decode_data(field: &str, value: Option<&Value>) -> Result<Option<Vec<u8>>, Ku
 }
 
 fn certificates(what: &str, pem_text: &[u8]) -> Result<Vec<CertificateDer<'static>>, KubeError> {
-    let blocks = pem::parse_many(pem_text)
-        .map_err(|e| kc_error(format!("{what} is not PEM: {e}")))?;
+    let blocks =
+        pem::parse_many(pem_text).map_err(|e| kc_error(format!("{what} is not PEM: {e}")))?;
     let certs: Vec<CertificateDer<'static>> = blocks
         .into_iter()
         .filter(|b| b.tag() == "CERTIFICATE")
@@ -149,8 +149,7 @@ fn certificates(what: &str, pem_text: &[u8]) -> Result<Vec<CertificateDer<'stati
 
 fn private_key(pem_text: &[u8]) -> Result<PrivateKeyDer<'static>, KubeError> {
     // Error texts never include key material.
-    let blocks = pem::parse_many(pem_text)
-        .map_err(|_| kc_error("`client-key-data` is not PEM"))?;
+    let blocks = pem::parse_many(pem_text).map_err(|_| kc_error("`client-key-data` is not PEM"))?;
     for b in blocks {
         let key = match b.tag() {
             "PRIVATE KEY" | "ED25519 PRIVATE KEY" => {
@@ -178,7 +177,10 @@ impl HttpKubeApi {
         let doc = kforge_yaml::parse(standalone.expose())
             .map_err(|e| kc_error(e.to_string()))?
             .to_value();
-        let cluster = doc.pointer("/clusters/0/cluster").cloned().unwrap_or_default();
+        let cluster = doc
+            .pointer("/clusters/0/cluster")
+            .cloned()
+            .unwrap_or_default();
         let user = doc.pointer("/users/0/user").cloned().unwrap_or_default();
         let url = match &options.server_override {
             Some(s) => s.clone(),
@@ -212,7 +214,10 @@ impl HttpKubeApi {
             .map_err(|e| kc_error(format!("TLS setup: {e}")))?
             .with_root_certificates(roots);
 
-        let crt = decode_data("client-certificate-data", user.get("client-certificate-data"))?;
+        let crt = decode_data(
+            "client-certificate-data",
+            user.get("client-certificate-data"),
+        )?;
         let key = decode_data("client-key-data", user.get("client-key-data"))?
             .map(kforge_secret::SecretBytes::new);
         let token = user
@@ -271,9 +276,14 @@ impl HttpKubeApi {
                 .await
                 .map_err(|e| {
                     let text = e.to_string();
-                    let kind = if ["BadCertificate", "CertificateRequired", "UnknownCA", "AccessDenied"]
-                        .iter()
-                        .any(|a| text.contains(a))
+                    let kind = if [
+                        "BadCertificate",
+                        "CertificateRequired",
+                        "UnknownCA",
+                        "AccessDenied",
+                    ]
+                    .iter()
+                    .any(|a| text.contains(a))
                     {
                         KubeErrorKind::Unauthorized
                     } else if e.kind() == std::io::ErrorKind::InvalidData {
@@ -328,7 +338,10 @@ impl HttpKubeApi {
             Ok(r) => r,
             Err(_) => Err(err(
                 KubeErrorKind::Timeout,
-                format!("no answer within {}", crate::wait::human(self.options.request_timeout)),
+                format!(
+                    "no answer within {}",
+                    crate::wait::human(self.options.request_timeout)
+                ),
             )),
         }
     }
@@ -416,7 +429,10 @@ impl HttpKubeApi {
                 k.to_string(),
                 Resource {
                     plural: name.to_string(),
-                    namespaced: r.get("namespaced").and_then(Value::as_bool).unwrap_or(false),
+                    namespaced: r
+                        .get("namespaced")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
                 },
             );
         }
@@ -643,7 +659,10 @@ mod tests {
             group_version_path("scheduling.k8s.io/v1"),
             "/apis/scheduling.k8s.io/v1"
         );
-        assert_eq!(encode("tier=control-plane,k8s-app in (a)"), "tier%3Dcontrol-plane%2Ck8s-app%20in%20%28a%29");
+        assert_eq!(
+            encode("tier=control-plane,k8s-app in (a)"),
+            "tier%3Dcontrol-plane%2Ck8s-app%20in%20%28a%29"
+        );
     }
 
     #[test]

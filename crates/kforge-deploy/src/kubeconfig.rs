@@ -243,10 +243,7 @@ pub fn merge(
     doc.insert("clusters".into(), list(clusters));
     doc.insert("users".into(), list(users));
     doc.insert("contexts".into(), list(contexts));
-    doc.insert(
-        "current-context".into(),
-        Value::String(context.to_string()),
-    );
+    doc.insert("current-context".into(), Value::String(context.to_string()));
     Ok(emit(&doc))
 }
 
@@ -259,7 +256,10 @@ fn upsert(list: &mut Vec<Mapping>, entry: Mapping) {
 }
 
 /// One context (default: the current one) as a standalone kubeconfig.
-pub fn extract(text: &SecretString, context: Option<&str>) -> Result<SecretString, KubeconfigError> {
+pub fn extract(
+    text: &SecretString,
+    context: Option<&str>,
+) -> Result<SecretString, KubeconfigError> {
     let what = "the kubeconfig";
     let doc = parse(text.expose(), what)?;
     let s = select(&doc, context, what)?;
@@ -267,9 +267,15 @@ pub fn extract(text: &SecretString, context: Option<&str>) -> Result<SecretStrin
     let mut out = Mapping::new();
     out.insert("apiVersion".into(), Value::String("v1".into()));
     out.insert("kind".into(), Value::String("Config".into()));
-    out.insert("clusters".into(), Value::Array(vec![Value::Object(s.cluster)]));
+    out.insert(
+        "clusters".into(),
+        Value::Array(vec![Value::Object(s.cluster)]),
+    );
     out.insert("users".into(), Value::Array(vec![Value::Object(s.user)]));
-    out.insert("contexts".into(), Value::Array(vec![Value::Object(s.context)]));
+    out.insert(
+        "contexts".into(),
+        Value::Array(vec![Value::Object(s.context)]),
+    );
     out.insert("current-context".into(), Value::String(name));
     Ok(emit(&out))
 }
@@ -384,7 +390,11 @@ mod tests {
         assert_eq!(named_list(&doc, "clusters", "r").unwrap().len(), 3);
         let s = select(&doc, Some("solana"), "r").unwrap();
         assert_eq!(s.user["user"]["client-key-data"], "TkVX");
-        assert_eq!(name_of(&s.cluster), "solana-2", "the name chosen first is kept");
+        assert_eq!(
+            name_of(&s.cluster),
+            "solana-2",
+            "the name chosen first is kept"
+        );
     }
 
     #[test]

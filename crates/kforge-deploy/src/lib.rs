@@ -35,10 +35,12 @@ pub mod tuning;
 pub mod wait;
 
 pub use api::{KubeApi, KubeConnector, NodeApi};
-pub use drill::{DrillError, DrillOptions, DrillReport, drill_failover};
-pub use health::{HealthError, HealthOptions, HealthReport, health};
 pub use desired::{DesiredCluster, DesiredNode, NodeRef, Role};
+pub use drill::{DrillError, DrillOptions, DrillReport, drill_failover};
 pub use event::{Event, EventSink, Phase, Status};
-pub use execute::{Apis, DeployError, ExecuteOptions, ExecuteReport, UpOptions, execute, plan_cluster, up};
+pub use execute::{
+    Apis, DeployError, ExecuteOptions, ExecuteReport, UpOptions, execute, plan_cluster, up,
+};
+pub use health::{HealthError, HealthOptions, HealthReport, health};
 pub use plan::{KubeconfigOutput, Plan, PlanOptions, plan};
 pub use state::{DeployState, FileStateStore, StateStore};

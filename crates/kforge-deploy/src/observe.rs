@@ -148,10 +148,7 @@ async fn bounded<T>(
     match tokio::time::timeout(timeout, f).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(e.chain()),
-        Err(_) => Err(format!(
-            "no answer within {}",
-            crate::wait::human(timeout)
-        )),
+        Err(_) => Err(format!("no answer within {}", crate::wait::human(timeout))),
     }
 }
 

@@ -95,7 +95,10 @@ pub enum NodeAction {
     },
     /// Unreachable now: the executor waits for it (bounded) and then applies the way the
     /// node's mode requires.
-    ApplyWhenReachable { fingerprint: Fingerprint, reason: String },
+    ApplyWhenReachable {
+        fingerprint: Fingerprint,
+        reason: String,
+    },
     Unchanged {
         fingerprint: Fingerprint,
         basis: UnchangedBasis,
@@ -256,7 +259,10 @@ impl Plan {
                 self.manifests,
                 ManifestsPlan::Unchanged { .. } | ManifestsPlan::None
             )
-            && self.tuning.iter().all(|t| t.action == TuningAction::Unchanged)
+            && self
+                .tuning
+                .iter()
+                .all(|t| t.action == TuningAction::Unchanged)
     }
 
     pub fn node(&self, hostname: &str) -> Option<&NodePlan> {
@@ -301,12 +307,13 @@ pub fn plan(
     let mut blockers = Vec::new();
     let mut nodes = Vec::new();
     for d in desired.nodes() {
-        let obs = observed
-            .nodes
-            .get(&d.node.hostname)
-            .ok_or_else(|| PlanError::MissingObservation {
-                hostname: d.node.hostname.clone(),
-            })?;
+        let obs =
+            observed
+                .nodes
+                .get(&d.node.hostname)
+                .ok_or_else(|| PlanError::MissingObservation {
+                    hostname: d.node.hostname.clone(),
+                })?;
         let action = node_action(d, obs, state);
         if let NodeAction::Blocked { reason } = &action {
             blockers.push(format!("{}: {reason}", d.node));
@@ -552,7 +559,7 @@ fn bootstrap_decision(
                 node: n.node.hostname.clone(),
                 address: n.node.address.clone(),
                 reason: format!(
-                    "resuming the bootstrap started at {} (its outcome was not recorded)",
+                    "the bootstrap started at {} was interrupted before its outcome was recorded",
                     intent.at
                 ),
                 resume: true,
@@ -599,11 +606,16 @@ fn kubeconfig_source(
     state: &DeployState,
     bootstrap: &BootstrapPlan,
 ) -> String {
-    if let Some(n) = bootstrap.bootstrap_node() {
-        return n.to_string();
+    match bootstrap {
+        BootstrapPlan::Bootstrap { node, .. } => return node.clone(),
+        BootstrapPlan::RecordExisting { reported_by, .. } => return reported_by.clone(),
+        BootstrapPlan::Done { .. } | BootstrapPlan::Blocked { .. } => {}
     }
     if let Some(m) = &state.bootstrap.completed {
-        if desired.node(&m.node).is_some_and(|n| n.node.is_control_plane()) {
+        if desired
+            .node(&m.node)
+            .is_some_and(|n| n.node.is_control_plane())
+        {
             return m.node.clone();
         }
     }
@@ -680,7 +692,11 @@ impl fmt::Display for Plan {
                 reason,
                 resume,
             } => {
-                let verb = if *resume { "resume bootstrapping" } else { "bootstrap" };
+                let verb = if *resume {
+                    "resume bootstrapping"
+                } else {
+                    "bootstrap"
+                };
                 writeln!(
                     f,
                     "  {verb} etcd on {node} ({address}): {reason}; etcd members are checked on \
@@ -705,9 +721,7 @@ impl fmt::Display for Plan {
         writeln!(f)?;
         writeln!(f, "Kubeconfig")?;
         match &self.kubeconfig {
-            KubeconfigPlan::Fetch { from, output } => {
-                writeln!(f, "  fetch from {from}, {output}")?
-            }
+            KubeconfigPlan::Fetch { from, output } => writeln!(f, "  fetch from {from}, {output}")?,
             KubeconfigPlan::Unchanged { output, at } => {
                 writeln!(f, "  unchanged ({output}, done at {at})")?
             }
@@ -721,11 +735,9 @@ impl fmt::Display for Plan {
                 "  server-side apply (field manager kforge): {}",
                 objects.join(", ")
             )?,
-            ManifestsPlan::Unchanged { objects, at } => writeln!(
-                f,
-                "  unchanged: {} (applied at {at})",
-                objects.join(", ")
-            )?,
+            ManifestsPlan::Unchanged { objects, at } => {
+                writeln!(f, "  unchanged: {} (applied at {at})", objects.join(", "))?
+            }
             ManifestsPlan::None => writeln!(f, "  none")?,
         }
 
@@ -737,15 +749,10 @@ impl fmt::Display for Plan {
         for t in &self.tuning {
             let checks: Vec<String> = t.checks.iter().map(ToString::to_string).collect();
             match t.action {
-                TuningAction::Verify => {
-                    writeln!(f, "  {}: verify {}", t.node, checks.join(", "))?
+                TuningAction::Verify => writeln!(f, "  {}: verify {}", t.node, checks.join(", "))?,
+                TuningAction::Unchanged => {
+                    writeln!(f, "  {}: verified before ({})", t.node, checks.join(", "))?
                 }
-                TuningAction::Unchanged => writeln!(
-                    f,
-                    "  {}: verified before ({})",
-                    t.node,
-                    checks.join(", ")
-                )?,
             }
         }
 
@@ -786,7 +793,19 @@ impl fmt::Display for Plan {
         }
 
         writeln!(f)?;
-        if self.is_noop() {
+        if !self.blockers.is_empty() {
+            writeln!(
+                f,
+                "Blocked: nothing will run until the {} problem{} above {} fixed.",
+                self.blockers.len(),
+                if self.blockers.len() == 1 { "" } else { "s" },
+                if self.blockers.len() == 1 {
+                    "is"
+                } else {
+                    "are"
+                }
+            )
+        } else if self.is_noop() {
             writeln!(f, "Nothing to do: the cluster matches the desired state.")
         } else {
             let applies = self.nodes.iter().filter(|n| n.action.is_change()).count();

@@ -121,7 +121,9 @@ mod tests {
 
     #[test]
     fn diffs_show_changed_secrets_without_values() {
-        let b = A.replace("s3cret", "other").replace("controlplane", "worker");
+        let b = A
+            .replace("s3cret", "other")
+            .replace("controlplane", "worker");
         let d = config_diff(A, &b, "running", "desired");
         assert!(d.contains("-  type: controlplane") && d.contains("+  type: worker"));
         assert!(d.contains("-  secret: <secret sha256:"));

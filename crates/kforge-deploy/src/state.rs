@@ -106,7 +106,10 @@ pub enum BootstrapEvidence {
     /// The node answered "etcd data directory is not empty" and etcd lists members.
     AlreadyBootstrapped,
     /// A control-plane node reported etcd members before kforge called Bootstrap.
-    MembersObserved { reported_by: String, members: Vec<String> },
+    MembersObserved {
+        reported_by: String,
+        members: Vec<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -332,7 +335,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(store.path()).unwrap().permissions().mode();
+            let mode = std::fs::metadata(store.path())
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
@@ -345,7 +351,10 @@ mod tests {
         let store = FileStateStore::in_dir(dir.path());
         store.save(&sample()).unwrap();
         let e = store.load("other").unwrap_err();
-        assert!(e.to_string().contains("belongs to cluster `solana`, not `other`"));
+        assert!(
+            e.to_string()
+                .contains("belongs to cluster `solana`, not `other`")
+        );
         std::fs::write(store.path(), "{not json").unwrap();
         assert!(matches!(
             store.load("solana").unwrap_err(),

@@ -430,7 +430,14 @@ impl NodeApi for TalosApi {
         let client = self.client(op, node, false).await?;
         let r = client.service(&Targets::Endpoint, action, service).await;
         self.one(op, node, r).map(|_| ()).map_err(|mut e| {
-            e.message = format!("service {service}{}", if e.message.is_empty() { String::new() } else { format!(": {}", e.message) });
+            e.message = format!(
+                "service {service}{}",
+                if e.message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", e.message)
+                }
+            );
             e
         })
     }
@@ -455,34 +462,61 @@ mod tests {
     fn errors_are_classified() {
         use tonic::Code::*;
         assert_eq!(
-            classify(&rpc(Unavailable, "tcp connect error", ": Connection refused (os error 111)")),
+            classify(&rpc(
+                Unavailable,
+                "tcp connect error",
+                ": Connection refused (os error 111)"
+            )),
             ApiErrorKind::Unreachable
         );
         assert_eq!(
-            classify(&rpc(Unavailable, "transport error", ": invalid peer certificate: UnknownIssuer")),
+            classify(&rpc(
+                Unavailable,
+                "transport error",
+                ": invalid peer certificate: UnknownIssuer"
+            )),
             ApiErrorKind::UntrustedNode
         );
         assert_eq!(
-            classify(&rpc(Unavailable, "transport error", ": received fatal alert: BadCertificate")),
+            classify(&rpc(
+                Unavailable,
+                "transport error",
+                ": received fatal alert: BadCertificate"
+            )),
             ApiErrorKind::AuthRejected
         );
         assert_eq!(
-            classify(&rpc(FailedPrecondition, "bootstrap is not available yet", "")),
+            classify(&rpc(
+                FailedPrecondition,
+                "bootstrap is not available yet",
+                ""
+            )),
             ApiErrorKind::NotReady
         );
         assert_eq!(
-            classify(&rpc(FailedPrecondition, "bootstrap is not supported on worker nodes", "")),
+            classify(&rpc(
+                FailedPrecondition,
+                "bootstrap is not supported on worker nodes",
+                ""
+            )),
             ApiErrorKind::Refused
         );
         assert_eq!(
-            classify(&rpc(Unimplemented, "API is not implemented in maintenance mode", "")),
+            classify(&rpc(
+                Unimplemented,
+                "API is not implemented in maintenance mode",
+                ""
+            )),
             ApiErrorKind::MaintenanceMode
         );
         assert_eq!(
             classify(&rpc(AlreadyExists, "etcd data directory is not empty", "")),
             ApiErrorKind::AlreadyExists
         );
-        assert_eq!(classify(&rpc(NotFound, "no such file", "")), ApiErrorKind::NotFound);
+        assert_eq!(
+            classify(&rpc(NotFound, "no such file", "")),
+            ApiErrorKind::NotFound
+        );
     }
 
     #[test]

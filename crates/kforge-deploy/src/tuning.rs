@@ -208,7 +208,9 @@ pub(crate) async fn verify_node(
                     Err(err) => return Err(classify(err)),
                 };
                 let Some(found) = found else {
-                    return Err(Unavailable::Transient(format!("{source} is not valid YAML")));
+                    return Err(Unavailable::Transient(format!(
+                        "{source} is not valid YAML"
+                    )));
                 };
                 checks.push(TuningCheck {
                     expectation: e.clone(),
@@ -239,7 +241,10 @@ async fn hugepages_capacity(
     }
     let nodes = kube.nodes().await.map_err(|e| e.to_string())?;
     let Some(k): Option<&KubeNode> = nodes.iter().find(|k| k.name == node.hostname) else {
-        return Err(format!("{} is not registered in Kubernetes yet", node.hostname));
+        return Err(format!(
+            "{} is not registered in Kubernetes yet",
+            node.hostname
+        ));
     };
     let resource = hugepages_resource(size_kib);
     let expected = u128::from(pages) * u128::from(size_kib) * 1024;
@@ -279,12 +284,19 @@ mod tests {
     #[test]
     fn cpu_manager_policy_sources() {
         assert_eq!(
-            cpu_policy_from_kubelet_config("apiVersion: kubelet.config.k8s.io/v1beta1\ncpuManagerPolicy: static\n"),
+            cpu_policy_from_kubelet_config(
+                "apiVersion: kubelet.config.k8s.io/v1beta1\ncpuManagerPolicy: static\n"
+            ),
             Some("static".into())
         );
-        assert_eq!(cpu_policy_from_kubelet_config("kind: KubeletConfiguration\n"), Some("none".into()));
         assert_eq!(
-            cpu_policy_from_machine_config("version: v1alpha1\nmachine:\n  kubelet:\n    extraConfig:\n      cpuManagerPolicy: static\n---\nkind: HostnameConfig\n"),
+            cpu_policy_from_kubelet_config("kind: KubeletConfiguration\n"),
+            Some("none".into())
+        );
+        assert_eq!(
+            cpu_policy_from_machine_config(
+                "version: v1alpha1\nmachine:\n  kubelet:\n    extraConfig:\n      cpuManagerPolicy: static\n---\nkind: HostnameConfig\n"
+            ),
             Some("static".into())
         );
     }
