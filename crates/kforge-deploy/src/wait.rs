@@ -70,20 +70,28 @@ pub(crate) async fn poll_until<T, E>(
 ) -> Result<T, WaitError<E>> {
     let start = Instant::now();
     let deadline = start + limits.timeout;
-    let mut last_seen: String;
+    let mut last_seen: Option<String> = None;
     loop {
-        let now = Instant::now();
-        let budget = deadline.saturating_duration_since(now).min(probe_timeout);
-        match tokio::time::timeout(budget.max(Duration::from_millis(1)), probe()).await {
-            Ok(Check::Done(v)) => return Ok(v),
-            Ok(Check::Failed(e)) => return Err(WaitError::Failed(e)),
-            Ok(Check::Pending(seen)) => {
-                on_pending(&seen);
-                last_seen = seen;
-            }
-            Err(_) => {
-                last_seen = format!("no answer within {}", human(budget));
-                on_pending(&last_seen);
+        let budget = deadline
+            .saturating_duration_since(Instant::now())
+            .min(probe_timeout);
+        // At the deadline a probe could not finish anyway; keep what was seen last.
+        if !budget.is_zero() || last_seen.is_none() {
+            match tokio::time::timeout(budget.max(Duration::from_millis(1)), probe()).await {
+                Ok(Check::Done(v)) => return Ok(v),
+                Ok(Check::Failed(e)) => return Err(WaitError::Failed(e)),
+                Ok(Check::Pending(seen)) => {
+                    on_pending(&seen);
+                    last_seen = Some(seen);
+                }
+                Err(_) => {
+                    // Cut short by the overall deadline: the earlier observation says more.
+                    if budget == probe_timeout || last_seen.is_none() {
+                        let seen = format!("no answer within {}", human(budget));
+                        on_pending(&seen);
+                        last_seen = Some(seen);
+                    }
+                }
             }
         }
         let now = Instant::now();
@@ -91,7 +99,7 @@ pub(crate) async fn poll_until<T, E>(
             return Err(WaitError::TimedOut(TimedOut {
                 what: what.into(),
                 waited: now - start,
-                last_seen,
+                last_seen: last_seen.unwrap_or_else(|| "nothing".into()),
             }));
         }
         let pause = limits
@@ -149,8 +157,8 @@ mod tests {
             "timed out after 5m waiting for etcd on cp-2 (10.0.1.12) to report 3 healthy \
              members; last seen: 2 members"
         );
-        // One probe at t=0 and one every 5 s up to the deadline: bounded.
-        assert_eq!(n, 61);
+        // One probe at t=0 and one every 5 s until the deadline: bounded.
+        assert_eq!(n, 60);
     }
 
     #[tokio::test(start_paused = true)]
