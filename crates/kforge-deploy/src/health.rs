@@ -458,7 +458,7 @@ impl Ctx<'_> {
         let mut bad = Vec::new();
         let source;
         if pods.is_empty() {
-            source = "Talos services (no control-plane pods listed)";
+            source = "Talos services; the API lists no control-plane pods";
             for cp in self.cps() {
                 match self.services(cp).await {
                     Err(e) => bad.push(format!("{}: {e}", cp.hostname)),

@@ -274,28 +274,10 @@ impl HttpKubeApi {
             let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
                 .connect(name, tcp)
                 .await
-                .map_err(|e| {
-                    let text = e.to_string();
-                    let kind = if [
-                        "BadCertificate",
-                        "CertificateRequired",
-                        "UnknownCA",
-                        "AccessDenied",
-                    ]
-                    .iter()
-                    .any(|a| text.contains(a))
-                    {
-                        KubeErrorKind::Unauthorized
-                    } else if e.kind() == std::io::ErrorKind::InvalidData {
-                        KubeErrorKind::Tls
-                    } else {
-                        KubeErrorKind::Unreachable
-                    };
-                    err(kind, String::new()).with_source(e)
-                })?;
+                .map_err(|e| err(transport_kind(&e), String::new()).with_source(e))?;
             let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
                 .await
-                .map_err(|e| err(KubeErrorKind::Unreachable, String::new()).with_source(e))?;
+                .map_err(|e| err(transport_kind(&e), String::new()).with_source(e))?;
             // Drives the connection; ends when the request is done and `sender` is dropped.
             tokio::spawn(async move {
                 let _ = conn.await;
@@ -325,7 +307,7 @@ impl HttpKubeApi {
             let response = sender
                 .send_request(request)
                 .await
-                .map_err(|e| err(KubeErrorKind::Unreachable, String::new()).with_source(e))?;
+                .map_err(|e| err(transport_kind(&e), String::new()).with_source(e))?;
             let status = response.status();
             let body = Limited::new(response.into_body(), self.options.max_body_bytes)
                 .collect()
@@ -461,6 +443,29 @@ impl HttpKubeApi {
         path.push('/');
         path.push_str(&encode(&r.plural));
         path
+    }
+}
+
+/// What a transport failure means: the server rejected the client certificate (TLS 1.3
+/// reports that as an alert on the first read), kforge rejected the server's certificate,
+/// or the connection failed.
+fn transport_kind(e: &(dyn std::error::Error + 'static)) -> KubeErrorKind {
+    let text = crate::api::error_chain(e);
+    if [
+        "UnknownCA",
+        "BadCertificate",
+        "CertificateRequired",
+        "AccessDenied",
+        "CertificateUnknown",
+    ]
+    .iter()
+    .any(|a| text.contains(a))
+    {
+        KubeErrorKind::Unauthorized
+    } else if text.contains("invalid peer certificate") || text.contains("HandshakeFailure") {
+        KubeErrorKind::Tls
+    } else {
+        KubeErrorKind::Unreachable
     }
 }
 
