@@ -303,13 +303,13 @@ impl DesiredCluster {
         }
         let mut by_id: BTreeMap<String, &Manifest> = BTreeMap::new();
         for m in &manifests {
-            if let Some(prev) = by_id.insert(m.id(), m) {
-                if prev.object != m.object {
-                    problems.push(format!(
-                        "two different manifests are both named {}; they would overwrite each other",
-                        m.id()
-                    ));
-                }
+            if let Some(prev) = by_id.insert(m.id(), m)
+                && prev.object != m.object
+            {
+                problems.push(format!(
+                    "two different manifests are both named {}; they would overwrite each other",
+                    m.id()
+                ));
             }
         }
         if !problems.is_empty() {

@@ -249,15 +249,15 @@ impl Drill<'_> {
                 }
                 Ok(_) => {}
             }
-            if members.is_none() {
-                if let Ok(m) = self.bounded(self.api.etcd_members(cp)).await {
-                    members = Some(
-                        m.into_iter()
-                            .filter(|m| !m.is_learner)
-                            .map(|m| m.hostname)
-                            .collect(),
-                    );
-                }
+            if members.is_none()
+                && let Ok(m) = self.bounded(self.api.etcd_members(cp)).await
+            {
+                members = Some(
+                    m.into_iter()
+                        .filter(|m| !m.is_learner)
+                        .map(|m| m.hostname)
+                        .collect(),
+                );
             }
         }
         match &members {

@@ -544,10 +544,10 @@ impl Run<'_> {
                     NodeMode::Maintenance => ApplyAuth::Insecure,
                     NodeMode::Configured { .. } => {
                         // Maybe applied by an earlier, interrupted run.
-                        if let Ok(running) = api.running_config(node).await {
-                            if redact::same_config(running.expose(), d.config().expose()) {
-                                return Check::Done((AppliedHow::AlreadyRunning, None));
-                            }
+                        if let Ok(running) = api.running_config(node).await
+                            && redact::same_config(running.expose(), d.config().expose())
+                        {
+                            return Check::Done((AppliedHow::AlreadyRunning, None));
                         }
                         ApplyAuth::Authenticated
                     }

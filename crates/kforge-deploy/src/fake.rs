@@ -904,10 +904,10 @@ impl NodeApi for FakeNodeApi {
                 let mut text = format!(
                     "Local:\n  +-- 0.0.0.0/0 3 0 5\n     |-- {addr}\n        /32 host LOCAL\n"
                 );
-                if sim.vip_owner(t).as_deref() == Some(host.as_str()) {
-                    if let Some(vip) = &sim.vip {
-                        text.push_str(&format!("     |-- {vip}\n        /32 host LOCAL\n"));
-                    }
+                if sim.vip_owner(t).as_deref() == Some(host.as_str())
+                    && let Some(vip) = &sim.vip
+                {
+                    text.push_str(&format!("     |-- {vip}\n        /32 host LOCAL\n"));
                 }
                 Ok(text.into_bytes())
             }

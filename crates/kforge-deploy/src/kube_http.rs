@@ -434,11 +434,11 @@ impl HttpKubeApi {
 
     fn collection_path(&self, api_version: &str, r: &Resource, namespace: Option<&str>) -> String {
         let mut path = group_version_path(api_version);
-        if r.namespaced {
-            if let Some(ns) = namespace {
-                path.push_str("/namespaces/");
-                path.push_str(&encode(ns));
-            }
+        if r.namespaced
+            && let Some(ns) = namespace
+        {
+            path.push_str("/namespaces/");
+            path.push_str(&encode(ns));
         }
         path.push('/');
         path.push_str(&encode(&r.plural));

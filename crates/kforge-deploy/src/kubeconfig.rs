@@ -164,10 +164,10 @@ fn free_name(
     used_by_others: &dyn Fn(&str) -> bool,
     exists: &dyn Fn(&str) -> bool,
 ) -> String {
-    if let Some(p) = previous {
-        if !used_by_others(p) {
-            return p.to_string();
-        }
+    if let Some(p) = previous
+        && !used_by_others(p)
+    {
+        return p.to_string();
     }
     if !used_by_others(preferred) {
         return preferred.to_string();

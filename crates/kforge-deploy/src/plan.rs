@@ -611,13 +611,12 @@ fn kubeconfig_source(
         BootstrapPlan::RecordExisting { reported_by, .. } => return reported_by.clone(),
         BootstrapPlan::Done { .. } | BootstrapPlan::Blocked { .. } => {}
     }
-    if let Some(m) = &state.bootstrap.completed {
-        if desired
+    if let Some(m) = &state.bootstrap.completed
+        && desired
             .node(&m.node)
             .is_some_and(|n| n.node.is_control_plane())
-        {
-            return m.node.clone();
-        }
+    {
+        return m.node.clone();
     }
     desired
         .control_planes()

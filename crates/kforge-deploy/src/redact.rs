@@ -65,10 +65,11 @@ fn redact_at(v: &mut Value, path: &[&str]) {
             None => return,
         }
     }
-    if let Value::String(s) = cur {
-        if !s.is_empty() && !s.starts_with("<secret sha256:") {
-            *s = fingerprint(s);
-        }
+    if let Value::String(s) = cur
+        && !s.is_empty()
+        && !s.starts_with("<secret sha256:")
+    {
+        *s = fingerprint(s);
     }
 }
 
@@ -87,13 +88,13 @@ fn redact_secret_named_fields(v: &mut Value) {
     match v {
         Value::Object(map) => {
             for (k, child) in map.iter_mut() {
-                if is_secret_name(k) {
-                    if let Value::String(s) = child {
-                        if !s.is_empty() && !s.starts_with("<secret sha256:") {
-                            *s = fingerprint(s);
-                        }
-                        continue;
+                if is_secret_name(k)
+                    && let Value::String(s) = child
+                {
+                    if !s.is_empty() && !s.starts_with("<secret sha256:") {
+                        *s = fingerprint(s);
                     }
+                    continue;
                 }
                 redact_secret_named_fields(child);
             }

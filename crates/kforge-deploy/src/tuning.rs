@@ -101,9 +101,9 @@ pub fn quantity_bytes(q: &str) -> Option<u128> {
 
 /// The capacity key for a huge page size: 2048 kB → `hugepages-2Mi`, 1048576 kB → `hugepages-1Gi`.
 pub fn hugepages_resource(size_kib: u64) -> String {
-    if size_kib >= 1 << 20 && size_kib % (1 << 20) == 0 {
+    if size_kib >= 1 << 20 && size_kib.is_multiple_of(1 << 20) {
         format!("hugepages-{}Gi", size_kib >> 20)
-    } else if size_kib >= 1 << 10 && size_kib % (1 << 10) == 0 {
+    } else if size_kib >= 1 << 10 && size_kib.is_multiple_of(1 << 10) {
         format!("hugepages-{}Mi", size_kib >> 10)
     } else {
         format!("hugepages-{size_kib}Ki")
@@ -181,13 +181,12 @@ pub(crate) async fn verify_node(
                     observed: format!("HugePages_Total = {}", mem.hugepages_total),
                     source: "Memory API (/proc/meminfo)".into(),
                 });
-                if let Some(kube) = kube {
-                    if let Some(check) = hugepages_capacity(kube, node, *n, mem.hugepage_size_kib)
+                if let Some(kube) = kube
+                    && let Some(check) = hugepages_capacity(kube, node, *n, mem.hugepage_size_kib)
                         .await
                         .map_err(Unavailable::Transient)?
-                    {
-                        checks.push(check);
-                    }
+                {
+                    checks.push(check);
                 }
             }
             TuningExpectation::CpuManagerPolicy(policy) => {
