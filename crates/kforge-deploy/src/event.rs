@@ -167,6 +167,51 @@ impl EventSink for CollectEvents {
     }
 }
 
+/// How [`LineSink`] writes events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineFormat {
+    /// One JSON object per line ([`Event::to_json_line`]); for `--output json`.
+    Json,
+    /// [`Event::plain_line`]; for logs and non-terminal output.
+    Plain,
+}
+
+/// Writes each event as one line to a writer (stderr, a log file). Write errors are
+/// ignored: progress output must never stop a deployment.
+pub struct LineSink<W: std::io::Write + Send> {
+    writer: Mutex<W>,
+    format: LineFormat,
+}
+
+impl<W: std::io::Write + Send> LineSink<W> {
+    pub fn new(writer: W, format: LineFormat) -> Self {
+        LineSink {
+            writer: Mutex::new(writer),
+            format,
+        }
+    }
+
+    pub fn into_inner(self) -> W {
+        match self.writer.into_inner() {
+            Ok(w) => w,
+            Err(p) => p.into_inner(),
+        }
+    }
+}
+
+impl<W: std::io::Write + Send> EventSink for LineSink<W> {
+    fn emit(&self, event: Event) {
+        let line = match self.format {
+            LineFormat::Json => event.to_json_line(),
+            LineFormat::Plain => event.plain_line(),
+        };
+        if let Ok(mut w) = self.writer.lock() {
+            let _ = writeln!(w, "{line}");
+            let _ = w.flush();
+        }
+    }
+}
+
 /// Emits events with the elapsed time measured from when it was created (tokio's clock,
 /// so tests on a paused clock get virtual times).
 pub(crate) struct Emitter<'a> {
@@ -230,6 +275,19 @@ mod tests {
             e.to_json_line()
                 .starts_with(r#"{"node":null,"phase":"kubeconfig""#)
         );
+    }
+
+    #[test]
+    fn line_sink_writes_one_line_per_event() {
+        let sink = LineSink::new(Vec::new(), LineFormat::Json);
+        sink.emit(event());
+        sink.emit(event());
+        let text = String::from_utf8(sink.into_inner()).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        for l in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["phase"], "apply");
+        }
     }
 
     #[test]

@@ -457,6 +457,7 @@ fn transport_kind(e: &(dyn std::error::Error + 'static)) -> KubeErrorKind {
         "CertificateRequired",
         "AccessDenied",
         "CertificateUnknown",
+        "DecryptError",
     ]
     .iter()
     .any(|a| text.contains(a))

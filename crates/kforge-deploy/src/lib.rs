@@ -37,7 +37,7 @@ pub mod wait;
 pub use api::{KubeApi, KubeConnector, NodeApi};
 pub use desired::{DesiredCluster, DesiredNode, NodeRef, Role};
 pub use drill::{DrillError, DrillOptions, DrillReport, drill_failover};
-pub use event::{Event, EventSink, Phase, Status};
+pub use event::{Event, EventSink, LineFormat, LineSink, Phase, Status};
 pub use execute::{
     Apis, DeployError, ExecuteOptions, ExecuteReport, UpOptions, execute, plan_cluster, up,
 };

@@ -127,6 +127,9 @@ fn classify(e: &TalosError) -> ApiErrorKind {
         "CertificateRequired",
         "AccessDenied",
         "certificate required",
+        // Another cluster's CA has the same subject (O=talos): the chain is built, then its
+        // signature fails, and rustls/Go answer with a decrypt_error alert.
+        "DecryptError",
     ]) {
         return ApiErrorKind::AuthRejected;
     }
