@@ -527,7 +527,10 @@ pub async fn drill_failover(
                         }
                     }
                 }
-                if let Ok(m) = d.bounded(api.etcd_members(others_ref[0])).await {
+                let Some(first) = others_ref.first() else {
+                    return Check::Failed("no other control-plane node".into());
+                };
+                if let Ok(m) = d.bounded(api.etcd_members(first)).await {
                     target_id = m
                         .iter()
                         .find(|m| m.hostname == target_ref.hostname)
@@ -672,7 +675,10 @@ pub async fn drill_failover(
                     Ok(s) if s.leader == 0 => return Check::Pending("etcd: no leader".into()),
                     Ok(_) => {}
                 }
-                match d.bounded(api.etcd_members(others_ref[0])).await {
+                let Some(first) = others_ref.first() else {
+                    return Check::Failed("no other control-plane node".into());
+                };
+                match d.bounded(api.etcd_members(first)).await {
                     Ok(m)
                         if m.iter()
                             .any(|m| m.hostname == target_ref.hostname && !m.is_learner) => {}

@@ -59,8 +59,8 @@ pub struct HealthOptions {
     pub wait: Duration,
     /// One API call.
     pub call_timeout: Duration,
-    /// Scales every check's own deadline (1.0 = Talos's values); tests use small values.
-    pub interval_scale: f64,
+    /// Scales every check's own deadline and poll interval (1.0 = Talos's values).
+    pub time_scale: f64,
 }
 
 impl Default for HealthOptions {
@@ -68,7 +68,7 @@ impl Default for HealthOptions {
         HealthOptions {
             wait: Duration::from_secs(20 * 60),
             call_timeout: Duration::from_secs(10),
-            interval_scale: 1.0,
+            time_scale: 1.0,
         }
     }
 }
@@ -650,7 +650,10 @@ pub async fn health(
             });
             continue;
         }
-        let scale = |s: u64| Duration::from_secs_f64(s as f64 * options.interval_scale);
+        let scale = |s: u64| {
+            Duration::try_from_secs_f64(s as f64 * options.time_scale)
+                .unwrap_or(Duration::from_secs(s))
+        };
         let left = deadline.saturating_duration_since(Instant::now());
         let limits = WaitLimits::new(scale(timeout_s).min(left), scale(interval_s));
         emit.emit(Phase::Health, None, Status::Started, name);

@@ -169,6 +169,7 @@ async fn killed_after_any_event_the_rerun_completes_with_one_bootstrap() {
         events.events().len()
     };
     assert!(total > 30, "{total} events");
+    eprintln!("a full run emits {total} events; killing after each of them");
     for at in 1..=total {
         let ws = Workspace::new();
         let cluster = fresh_cluster();
