@@ -47,6 +47,25 @@ pub enum Command {
         after_help = "Example:\n  kforge init infra --age age1j3hsfptdfsfwvkf504etjkrtmajny9csrfh5s24uqh6fchmg5dgqg087ek\n  # creates clusters/infra/talos/ and adds rules to ./.sops.yaml"
     )]
     Init(InitArgs),
+    /// Deploy: apply configs, bootstrap etcd once, fetch the kubeconfig, wait for every node, apply profile manifests, verify tuning (resumable)
+    #[command(
+        after_help = "Examples:\n  kforge up -c clusters/infra/talos/talconfig.yaml\n  kforge up --dry-run          # print the plan, change nothing\n  kforge up --output json      # one JSON event per line, for CI"
+    )]
+    Up(UpArgs),
+    /// Print what `kforge up` would do (same as `kforge up --dry-run`)
+    #[command(after_help = "Example:\n  kforge plan -c talconfig.yaml --output json")]
+    Plan(UpArgs),
+    /// Check the cluster's health the way `talosctl health` does, with timings
+    #[command(
+        after_help = "Examples:\n  kforge health -c talconfig.yaml\n  kforge health --wait 10m"
+    )]
+    Health(HealthArgs),
+    /// Exercises that prove the cluster survives failures
+    #[command(
+        subcommand,
+        after_help = "Example:\n  kforge drill failover --node cp-2"
+    )]
+    Drill(DrillCommand),
     /// Talk to Talos nodes directly (the subset of talosctl kforge needs)
     #[command(
         subcommand,
@@ -153,7 +172,7 @@ pub struct ClusterFileArgs {
     pub strict: bool,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct GenconfigArgs {
     #[command(flatten)]
     pub cluster: ClusterFileArgs,
@@ -187,6 +206,69 @@ pub struct GenconfigArgs {
     /// Accepted for talhelper compatibility; kforge always computes schematic IDs offline
     #[arg(long, hide = true)]
     pub offline_mode: bool,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum, PartialEq, Eq)]
+pub enum ProgressOutput {
+    /// A live display on a terminal, plain lines otherwise
+    Auto,
+    Plain,
+    /// One JSON event per line
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub generate: GenconfigArgs,
+    /// Kubeconfig to merge the cluster's context into (default: first path of $KUBECONFIG, else ~/.kube/config)
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Write the kubeconfig to <out-dir>/kubeconfig instead of merging it
+    #[arg(long)]
+    pub write_kubeconfig: bool,
+    /// Progress output
+    #[arg(long, value_enum, default_value = "auto")]
+    pub output: ProgressOutput,
+    /// Port of the Talos API on every node
+    #[arg(long, default_value_t = 50000, hide = true)]
+    pub talos_port: u16,
+}
+
+#[derive(Args, Debug)]
+pub struct HealthArgs {
+    #[command(flatten)]
+    pub cluster: ClusterFileArgs,
+    /// Directory holding the talosconfig (default: `clusterconfig` next to the cluster file)
+    #[arg(short = 'o', long = "out-dir", value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+    /// Kubeconfig with the cluster's context (default: <out-dir>/kubeconfig if present, else ~/.kube/config)
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// How long to keep checking before giving up (Go duration)
+    #[arg(long, default_value = "5m")]
+    pub wait: String,
+    /// Progress output
+    #[arg(long, value_enum, default_value = "auto")]
+    pub output: ProgressOutput,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DrillCommand {
+    /// Stop etcd and the API on one control-plane node, prove the cluster keeps working and the VIP moves, restore it, prove it rejoins
+    #[command(
+        after_help = "Examples:\n  kforge drill failover              # the node holding the VIP\n  kforge drill failover --node cp-3"
+    )]
+    Failover(DrillArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DrillArgs {
+    #[command(flatten)]
+    pub health: HealthArgs,
+    /// The control-plane node to take down (default: the one holding the VIP)
+    #[arg(long)]
+    pub node: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -28,42 +28,98 @@ const SECRET_FILES: &[&str] = &[
 /// A talosconfig certificate with less than this left is reissued.
 const CERT_RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// Everything `genconfig` produced, before anything is written.
+pub struct Generated {
+    pub cluster: Cluster,
+    pub bundle: SecretsBundle,
+    pub rendered: Vec<RenderedNode>,
+    pub out_dir: PathBuf,
+    /// File name → plaintext contents (node configs, then `talosconfig`).
+    pub outputs: Vec<(String, SecretString)>,
+    /// Where a bundle made with `--new-secrets` is saved.
+    pub new_secrets_path: Option<PathBuf>,
+}
+
+impl Generated {
+    /// The talosconfig text.
+    pub fn talosconfig(&self) -> &SecretString {
+        &self
+            .outputs
+            .last()
+            .expect("talosconfig is always generated")
+            .1
+    }
+}
+
 pub fn run(args: &GenconfigArgs) -> Result<Outcome> {
     let reader = FsReader::new();
-    let loaded = super::load_cluster(&args.cluster, false, &reader);
+    let Some(generated) = generate(args, &reader)? else {
+        return Ok(Outcome::Failure);
+    };
+    if args.dry_run {
+        show_diff(args, &reader, &generated)?;
+        return Ok(Outcome::Success);
+    }
+    write(args, &reader, &generated)?;
+    for r in &generated.rendered {
+        let name = if args.encrypt {
+            sops_name(&r.filename)
+        } else {
+            r.filename.clone()
+        };
+        eprintln!(
+            "generated config for {} in {}",
+            r.hostname,
+            generated.out_dir.join(name).display()
+        );
+    }
+    let tc = if args.encrypt {
+        sops_name("talosconfig")
+    } else {
+        "talosconfig".into()
+    };
+    eprintln!(
+        "generated client config in {}",
+        generated.out_dir.join(tc).display()
+    );
+    Ok(Outcome::Success)
+}
+
+/// Loads, validates and renders the cluster. Diagnostics are printed; `None` means there
+/// were errors (nothing has been written).
+pub fn generate(args: &GenconfigArgs, reader: &FsReader) -> Result<Option<Generated>> {
+    let loaded = super::load_cluster(&args.cluster, false, reader);
     let mut diags = loaded.diagnostics;
     let Some(cluster) = loaded.cluster else {
         print_diagnostics(&diags, Format::Human);
-        return Ok(Outcome::Failure);
+        return Ok(None);
     };
-    diags.extend(kforge_spec::validate::validate(&cluster, &reader));
+    diags.extend(kforge_spec::validate::validate(&cluster, reader));
     if diags.iter().any(Diagnostic::is_error) {
         print_diagnostics(&diags, Format::Human);
-        return Ok(Outcome::Failure);
+        return Ok(None);
     }
-
-    let (bundle, new_secrets_path) = match secrets(args, &cluster, &reader) {
+    let (bundle, new_secrets_path) = match secrets(args, &cluster, reader) {
         Ok(s) => s,
         Err(SecretsProblem::Diagnostics(mut d)) => {
             diags.append(&mut d);
             print_diagnostics(&diags, Format::Human);
-            return Ok(Outcome::Failure);
+            return Ok(None);
         }
         Err(SecretsProblem::Fatal(e)) => {
             print_diagnostics(&diags, Format::Human);
             return Err(e);
         }
     };
-
-    let rendered =
-        match kforge_machine::render_cluster(&cluster, &cluster_secrets(&bundle), &reader) {
-            Ok(r) => r,
-            Err(mut e) => {
-                diags.append(&mut e);
-                print_diagnostics(&diags, Format::Human);
-                return Ok(Outcome::Failure);
-            }
-        };
+    let rendered = match kforge_machine::render_cluster(&cluster, &cluster_secrets(&bundle), reader)
+    {
+        Ok(r) => r,
+        Err(mut e) => {
+            diags.append(&mut e);
+            print_diagnostics(&diags, Format::Human);
+            return Ok(None);
+        }
+    };
     for r in &rendered {
         diags.extend(r.diagnostics.iter().cloned());
     }
@@ -73,8 +129,7 @@ pub fn run(args: &GenconfigArgs) -> Result<Outcome> {
         .out_dir
         .clone()
         .unwrap_or_else(|| cluster.base_dir.join("clusterconfig"));
-    let talosconfig = talosconfig(args, &cluster, &bundle, &out_dir, &reader)?;
-
+    let talosconfig = talosconfig(args, &cluster, &bundle, &out_dir, reader)?;
     let mut outputs: Vec<(String, SecretString)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for r in &rendered {
@@ -87,42 +142,54 @@ pub fn run(args: &GenconfigArgs) -> Result<Outcome> {
         outputs.push((r.filename.clone(), r.to_yaml()));
     }
     outputs.push(("talosconfig".into(), talosconfig));
+    Ok(Some(Generated {
+        cluster,
+        bundle,
+        rendered,
+        out_dir,
+        outputs,
+        new_secrets_path,
+    }))
+}
 
+/// Prints what writing would change, as a redacted diff.
+pub fn show_diff(args: &GenconfigArgs, reader: &FsReader, g: &Generated) -> Result<()> {
+    for (name, text) in &g.outputs {
+        let on_disk = if args.encrypt {
+            sops_name(name)
+        } else {
+            name.clone()
+        };
+        let path = g.out_dir.join(&on_disk);
+        let old = if path.exists() {
+            Some(reader.read_plain(&path)?)
+        } else {
+            None
+        };
+        print_redacted_diff(&path, old.as_ref(), text);
+    }
+    if let Some(p) = &g.new_secrets_path {
+        eprintln!("would write a new secrets bundle to {}", p.display());
+    }
+    Ok(())
+}
+
+/// Writes the output directory atomically (and a new secrets bundle before it).
+pub fn write(args: &GenconfigArgs, reader: &FsReader, g: &Generated) -> Result<()> {
     let now = now();
+    let outputs = &g.outputs;
     let written = if args.encrypt {
-        encrypted_outputs(args, &reader, &out_dir, &outputs, now)?
+        encrypted_outputs(args, reader, &g.out_dir, outputs, now)?
     } else {
         Vec::new()
     };
-
-    if args.dry_run {
-        for (name, text) in &outputs {
-            let on_disk = if args.encrypt {
-                sops_name(name)
-            } else {
-                name.clone()
-            };
-            let path = out_dir.join(&on_disk);
-            let old = if path.exists() {
-                Some(reader.read_plain(&path)?)
-            } else {
-                None
-            };
-            print_redacted_diff(&path, old.as_ref(), text);
-        }
-        if let Some(p) = &new_secrets_path {
-            eprintln!("would write a new secrets bundle to {}", p.display());
-        }
-        return Ok(Outcome::Success);
-    }
-
-    let staged = StagedDir::new(&out_dir)?;
+    let staged = StagedDir::new(&g.out_dir)?;
     if args.encrypt {
         for (name, bytes) in &written {
             staged.write(name, bytes)?;
         }
     } else {
-        for (name, text) in &outputs {
+        for (name, text) in outputs {
             staged.write(name, text.as_bytes())?;
         }
     }
@@ -130,14 +197,15 @@ pub fn run(args: &GenconfigArgs) -> Result<Outcome> {
         // Plaintext names: with --encrypt they keep any plaintext sibling out of git.
         let path = staged.path().join(".gitignore");
         let existing = std::fs::read_to_string(&path).unwrap_or_default();
-        let names: Vec<String> = outputs.iter().map(|(n, _)| n.clone()).collect();
+        let mut names: Vec<String> = outputs.iter().map(|(n, _)| n.clone()).collect();
+        names.extend(extra_ignored(&staged));
         if let Some(updated) = files::gitignore_with(&existing, &names) {
             staged.write(".gitignore", updated.as_bytes())?;
         }
     }
-    if let Some(p) = &new_secrets_path {
+    if let Some(p) = &g.new_secrets_path {
         // Saved before the configs are swapped in: configs must never exist without their secrets.
-        let bundle_yaml = bundle.to_yaml();
+        let bundle_yaml = g.bundle.to_yaml();
         let bytes = if args.encrypt {
             let config = files::encrypt_config_for(p, &args.age, now)?;
             files::encrypt_for(p, &bundle_yaml, &config)?.into_bytes()
@@ -151,26 +219,16 @@ pub fn run(args: &GenconfigArgs) -> Result<Outcome> {
             p.display()
         );
     }
-    staged.commit()?;
-    for r in &rendered {
-        let name = if args.encrypt {
-            sops_name(&r.filename)
-        } else {
-            r.filename.clone()
-        };
-        eprintln!(
-            "generated config for {} in {}",
-            r.hostname,
-            out_dir.join(name).display()
-        );
-    }
-    let tc = if args.encrypt {
-        sops_name("talosconfig")
-    } else {
-        "talosconfig".into()
-    };
-    eprintln!("generated client config in {}", out_dir.join(tc).display());
-    Ok(Outcome::Success)
+    staged.commit()
+}
+
+/// Files `kforge up` keeps in the output directory that also hold secrets.
+fn extra_ignored(staged: &StagedDir) -> Vec<String> {
+    ["kubeconfig"]
+        .iter()
+        .filter(|f| staged.path().join(f).exists())
+        .map(|f| f.to_string())
+        .collect()
 }
 
 /// Whether two YAML texts hold the same documents (decrypted sops files come back in sops'

@@ -8,6 +8,7 @@ mod nodeconfig;
 mod schema;
 mod sops;
 mod talos;
+mod up;
 mod validate;
 
 use std::collections::HashMap;
@@ -30,6 +31,10 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         },
         Command::Gencommand(a) => gencommand::run(&a),
         Command::Talos(c) => talos::run(&c),
+        Command::Up(a) => up::up(&a, a.generate.dry_run),
+        Command::Plan(a) => up::up(&a, true),
+        Command::Health(a) => up::health(&a),
+        Command::Drill(crate::cli::DrillCommand::Failover(a)) => up::drill(&a),
         Command::Sops(c) => sops::run(&c),
         Command::Init(a) => init::run(&a),
         Command::Schema => schema::run(),
