@@ -1154,7 +1154,7 @@ fn load_patches(cx: &mut Ctx<'_>, v1: &Value) -> Vec<Patch> {
     let entries: Vec<(String, Path)> = node_patches
         .into_iter()
         .enumerate()
-        .map(|(i, p)| (p, patch_path(cx, i)))
+        .map(|(i, p)| (p, cx.cluster.node_patch_path(cx.node, i)))
         .chain(
             global
                 .into_iter()
@@ -1231,36 +1231,10 @@ fn load_patches(cx: &mut Ctx<'_>, v1: &Value) -> Vec<Patch> {
     out
 }
 
-/// Where the `i`-th merged node patch was written (group patches come first).
-fn patch_path(cx: &Ctx<'_>, i: usize) -> Path {
-    let spec = &cx.cluster.file.nodes.as_deref().unwrap_or_default()[cx.node.index];
-    let group = if cx.node.control_plane {
-        &cx.cluster.file.control_plane
-    } else {
-        &cx.cluster.file.worker
-    };
-    let group_count = if spec.override_patches.unwrap_or(false) {
-        0
-    } else {
-        group
-            .as_ref()
-            .and_then(|g| g.patches.as_ref())
-            .map_or(0, Vec::len)
-    };
-    if i < group_count {
-        Path::root()
-            .key(cx.node.group_key())
-            .key("patches")
-            .index(i)
-    } else {
-        cx.node.path().key("patches").index(i - group_count)
-    }
-}
-
 fn patch_location(cx: &Ctx<'_>, index: usize, e: &patch::PatchError) -> Option<Location> {
     let node_count = cx.node.config.patches.as_ref().map_or(0, Vec::len);
     let path = if index < node_count {
-        patch_path(cx, index)
+        cx.cluster.node_patch_path(cx.node, index)
     } else {
         Path::root().key("patches").index(index - node_count)
     };

@@ -114,6 +114,31 @@ impl Cluster {
         }
     }
 
+    /// Where the `i`-th of a node's merged patches was written: group patches come first
+    /// (unless the node sets `overridePatches`), then the node's own.
+    pub fn node_patch_path(&self, node: &ResolvedNode, i: usize) -> Path {
+        let spec = self.file.nodes.as_deref().and_then(|n| n.get(node.index));
+        let group = if node.control_plane {
+            &self.file.control_plane
+        } else {
+            &self.file.worker
+        };
+        let overridden = spec.and_then(|s| s.override_patches).unwrap_or(false);
+        let group_count = if overridden {
+            0
+        } else {
+            group
+                .as_ref()
+                .and_then(|g| g.patches.as_ref())
+                .map_or(0, Vec::len)
+        };
+        if i < group_count {
+            Path::root().key(node.group_key()).key("patches").index(i)
+        } else {
+            node.path().key("patches").index(i - group_count)
+        }
+    }
+
     /// Resolves an `@file` reference relative to the cluster file's directory.
     pub fn file_ref(&self, value: &str) -> Option<PathBuf> {
         value

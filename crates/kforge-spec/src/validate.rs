@@ -502,7 +502,7 @@ impl Validator<'_> {
         }
         for (i, patch) in cfg.patches.iter().flatten().enumerate() {
             // Patches merge from the group and the node; point at whichever wrote it.
-            let p = self.patch_path(n, i);
+            let p = self.c.node_patch_path(n, i);
             self.check_file_ref(&p, patch);
         }
         self.network(n);
@@ -511,29 +511,6 @@ impl Validator<'_> {
         self.schematic(n);
         self.machine_spec(n);
         self.hardware(n);
-    }
-
-    /// Where the `i`-th merged patch of a node was written (group patches come first).
-    fn patch_path(&self, n: &ResolvedNode, i: usize) -> Path {
-        let spec = &self.c.file.nodes.as_deref().unwrap_or_default()[n.index];
-        let group = if n.control_plane {
-            &self.c.file.control_plane
-        } else {
-            &self.c.file.worker
-        };
-        let group_count = if spec.override_patches.unwrap_or(false) {
-            0
-        } else {
-            group
-                .as_ref()
-                .and_then(|g| g.patches.as_ref())
-                .map_or(0, Vec::len)
-        };
-        if i < group_count {
-            Path::root().key(n.group_key()).key("patches").index(i)
-        } else {
-            n.path().key("patches").index(i - group_count)
-        }
     }
 
     fn network(&mut self, n: &ResolvedNode) {
