@@ -19,6 +19,7 @@ pub mod auth;
 pub mod control;
 pub mod error;
 pub mod etcd;
+pub mod harness;
 pub mod kernel;
 pub mod layout;
 pub mod machine_config;

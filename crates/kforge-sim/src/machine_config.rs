@@ -379,14 +379,22 @@ mod tests {
 
     #[test]
     fn garbage_is_rejected_with_every_problem() {
-        let err = MachineConfig::parse("version: v1alpha1\nmachine:\n  type: nonsense\ncluster: {}\n", Mode::Metal, Some(12), &[])
-            .unwrap_err();
+        let Err(err) = MachineConfig::parse(
+            "version: v1alpha1\nmachine:\n  type: nonsense\ncluster: {}\n",
+            Mode::Metal,
+            Some(12),
+            &[],
+        ) else {
+            panic!("accepted");
+        };
         let text = err.to_string();
         assert!(text.contains("errors occurred:"), "{text}");
         assert!(text.contains("machine.type `nonsense`"), "{text}");
         assert!(text.contains("machine.ca.crt is missing"), "{text}");
         assert!(text.contains("machine.token is missing"), "{text}");
-        let err = MachineConfig::parse("{{{", Mode::Metal, None, &[]).unwrap_err();
+        let Err(err) = MachineConfig::parse("{{{", Mode::Metal, None, &[]) else {
+            panic!("accepted");
+        };
         assert!(err.to_string().contains("not valid YAML"), "{err}");
     }
 }

@@ -597,11 +597,13 @@ mod tests {
 
         let server = new_csr("w-1", None, &sans).unwrap();
         let crt = sign_csr(&ca, &key, server.csr_pem.as_bytes(), now).unwrap();
-        let (_, cert) = X509Certificate::from_der(&der(&crt)).map(|(r, c)| (r.len(), c)).unwrap();
+        let crt_der = der(&crt);
+        let (_, cert) = X509Certificate::from_der(&crt_der).unwrap();
         let eku = cert.extended_key_usage().unwrap().unwrap().value;
         assert!(eku.server_auth && eku.client_auth);
         // Chains to the OS CA.
-        let (_, ca_cert) = X509Certificate::from_der(&der(&ca)).map(|(r, c)| (r.len(), c)).unwrap();
+        let ca_der = der(&ca);
+        let (_, ca_cert) = X509Certificate::from_der(&ca_der).unwrap();
         assert!(cert.verify_signature(Some(ca_cert.public_key())).is_ok());
 
         let admin = new_csr("evil", Some("os:admin"), &SubjectAltNames::default()).unwrap();

@@ -1,0 +1,307 @@
+//! Simulated clusters driven through kforge's own Talos client: maintenance mode and
+//! apply, mutual TLS afterwards, bootstrap exactly once, a real three-member etcd with
+//! quorum behaviour, apid proxying, kubeconfig, security of the API, restarts and faults.
+//! Every test uses its own 127.x.y.0/24 addresses so tests run in parallel; every
+//! process a test starts dies with the test's cluster.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use kforge_pki::SecretsBundle;
+use kforge_sim::harness::{ClusterSpec, SimBinary, SimCluster};
+use kforge_talos_api::proto::machine as pb;
+use kforge_talos_api::{
+    ApplyMode, ApplyOptions, BootstrapOptions, BootstrapOutcome, ConnectionConfig, ResetOptions,
+    RetryPolicy, ServiceAction, TalosClient, Targets,
+};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+fn binary() -> SimBinary {
+    SimBinary::new(env!("CARGO_BIN_EXE_kforge-sim"))
+}
+
+fn secrets() -> SecretsBundle {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/talsecret.yaml"))
+        .expect("fixture secrets");
+    SecretsBundle::from_yaml(&text).unwrap_or_else(|e| panic!("fixture secrets: {e}"))
+}
+
+fn spec(name: &str, subnet: [u8; 3], cps: usize, workers: usize) -> ClusterSpec {
+    let mut s = ClusterSpec::new(name, subnet, cps, workers);
+    s.secrets = Some(secrets());
+    s
+}
+
+async fn client(conn: ConnectionConfig) -> TalosClient {
+    TalosClient::connect(&conn.with_retry(RetryPolicy::none()).with_call_timeout(Duration::from_secs(10)))
+        .await
+        .expect("client")
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("ip")
+}
+
+/// The raw gRPC status of a failed typed call.
+fn code_of(e: &kforge_talos_api::Error) -> Option<tonic::Code> {
+    e.code()
+}
+
+async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+const WORKER_PROFILE: &str = "hardware:
+  cpus: 16
+  memory: 64GiB
+  numaNodes: 1
+profiles:
+  - name: solana-validator
+    hugepageSize: 2M
+    hugepages: 4096
+    reservedCpus: 0-1
+    systemReservedMemory: 2Gi
+    kubeReservedMemory: 2Gi
+    evictionHardMemory: 1Gi
+    volumes: []";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_control_planes_and_two_workers() {
+    let mut s = spec("sim3", [127, 201, 1], 3, 2);
+    s.worker_extra = Some(WORKER_PROFILE.into());
+    s.meminfo_total = "64GiB".into();
+    s.ready_delay = Duration::from_millis(200);
+    let cluster = SimCluster::start(s, &binary()).await.expect("cluster starts");
+    let root = cluster.root().to_path_buf();
+    let cps: Vec<String> = cluster.control_planes().iter().map(|n| n.address.to_string()).collect();
+    let workers: Vec<String> = cluster.workers().iter().map(|n| n.address.to_string()).collect();
+    let cp1 = cluster.control_planes()[0].endpoint();
+
+    // ---- maintenance mode: insecure TLS, only ApplyConfiguration.
+    let maint = client(cluster.insecure_connection(&[cp1.clone()]).unwrap()).await;
+    let err = maint.version(&Targets::Endpoint).await.unwrap_err();
+    assert_eq!(code_of(&err), Some(tonic::Code::Unimplemented), "{err}");
+    assert!(err.to_string().contains("API is not implemented in maintenance mode"), "{err}");
+    let err = maint.hostname(&Targets::Endpoint).await.unwrap_err();
+    assert_eq!(code_of(&err), Some(tonic::Code::Unimplemented), "{err}");
+    let config = cluster.machine_config(ip(&cps[0])).unwrap().expose().clone();
+    let err = maint
+        .apply_configuration(&Targets::Endpoint, config.as_bytes(), ApplyOptions::new(ApplyMode::NoReboot))
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&err), Some(tonic::Code::Unimplemented), "{err}");
+    let broken = config.replace("type: controlplane", "type: overlord").replace("  token: ", "  tokenn: ");
+    let err = maint
+        .apply_configuration(&Targets::Endpoint, broken.as_bytes(), ApplyOptions::new(ApplyMode::Auto))
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&err), Some(tonic::Code::InvalidArgument), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("overlord") && text.contains("machine.token is missing"), "{text}");
+    let mut dry = ApplyOptions::new(ApplyMode::Auto);
+    dry.dry_run = true;
+    let replies = maint.apply_configuration(&Targets::Endpoint, config.as_bytes(), dry).await.unwrap();
+    assert!(replies[0].result.is_ok());
+    // The dry run changed nothing: still maintenance mode.
+    assert!(maint.version(&Targets::Endpoint).await.is_err());
+
+    // ---- apply everywhere; afterwards only mutual TLS works.
+    cluster.apply_configs().await.expect("apply");
+    cluster.wait_for_apid(Duration::from_secs(30)).await.expect("apid up");
+    let err = maint.version(&Targets::Endpoint).await.unwrap_err();
+    assert_ne!(code_of(&err), Some(tonic::Code::Unimplemented), "insecure still accepted: {err}");
+
+    let admin = client(cluster.admin_connection(&[cp1.clone()]).unwrap()).await;
+    let versions = admin.version(&Targets::nodes(&cluster.nodes().iter().map(|n| n.address.to_string()).collect::<Vec<_>>())).await.unwrap();
+    assert_eq!(versions.len(), 5);
+    for v in &versions {
+        assert_eq!(v.result.as_ref().expect("version").tag, "v1.12.0", "{}", v.node);
+    }
+    let hostnames = admin.hostname(&Targets::nodes(&workers)).await.unwrap();
+    assert_eq!(hostnames[0].result.as_ref().unwrap(), "w-1");
+
+    // ---- workers refuse Bootstrap for good; the first control plane bootstraps once.
+    let mut raw = admin.machine_service();
+    let mut req = tonic::Request::new(pb::BootstrapRequest::default());
+    req.metadata_mut().insert("node", workers[0].parse().unwrap());
+    let err = raw.bootstrap(req).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert!(!err.message().contains("not available yet"), "{}", err.message());
+
+    let outcome = cluster.bootstrap().await.expect("bootstrap");
+    assert_eq!(outcome, BootstrapOutcome::Bootstrapped);
+    let mut req = tonic::Request::new(pb::BootstrapRequest::default());
+    req.metadata_mut().insert("node", cps[0].parse().unwrap());
+    let err = raw.bootstrap(req).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::AlreadyExists);
+    assert_eq!(err.message(), "etcd data directory is not empty");
+    assert_eq!(
+        admin.bootstrap(&Targets::Endpoint, BootstrapOptions::default()).await.unwrap(),
+        BootstrapOutcome::AlreadyBootstrapped
+    );
+
+    // ---- the other control planes join by themselves: three real members.
+    let members = cluster.wait_for_etcd_members(3, Duration::from_secs(40)).await.expect("3 members");
+    let mut names: Vec<String> = members.iter().map(|m| m.hostname.clone()).collect();
+    names.sort();
+    assert_eq!(names, ["cp-1", "cp-2", "cp-3"]);
+
+    // Fan-out through one node: each reply names its target; all agree.
+    let lists = admin.etcd_member_list(&Targets::nodes(&cps), false).await.unwrap();
+    assert_eq!(lists.iter().map(|r| r.node.clone()).collect::<Vec<_>>(), cps);
+    let ids = |m: &kforge_talos_api::EtcdMembers| {
+        let mut v: Vec<u64> = m.members.iter().map(|x| x.id).collect();
+        v.sort();
+        v
+    };
+    let first = ids(lists[0].result.as_ref().expect("members"));
+    for l in &lists {
+        assert_eq!(ids(l.result.as_ref().expect("members")), first, "{}", l.node);
+    }
+    // apid's rewrite, on the wire: metadata.hostname is the target as given.
+    let mut req = tonic::Request::new(pb::EtcdMemberListRequest { query_local: false });
+    for n in &cps {
+        req.metadata_mut().append("nodes", n.parse().unwrap());
+    }
+    let wire = raw.etcd_member_list(req).await.unwrap().into_inner();
+    let hosts: Vec<String> = wire.messages.iter().map(|m| m.metadata.clone().unwrap_or_default().hostname).collect();
+    assert_eq!(hosts, cps);
+    // A failing backend becomes metadata.error instead of failing the call.
+    let mixed = admin.etcd_member_list(&Targets::nodes(&[cps[1].clone(), workers[0].clone()]), false).await.unwrap();
+    assert!(mixed[0].result.is_ok());
+    let werr = mixed[1].result.as_ref().unwrap_err();
+    assert_eq!(werr.code, Some(tonic::Code::FailedPrecondition), "{werr:?}");
+    // One-to-one through a worker (its identity came from trustd).
+    let via_worker = client(cluster.admin_connection(&[cluster.workers()[0].endpoint()]).unwrap()).await;
+    let one = via_worker.etcd_member_list(&Targets::Node(cps[2].clone()), false).await.unwrap();
+    assert_eq!(ids(one[0].result.as_ref().unwrap()), first);
+
+    // ---- tuning on the worker: cmdline and huge pages follow the profile.
+    let w1 = &workers[0];
+    let cmdline = admin.read(&Targets::Node(w1.clone()), "/proc/cmdline").await.unwrap();
+    let cmdline = String::from_utf8(cmdline[0].result.clone().unwrap()).unwrap();
+    assert!(cmdline.contains("hugepagesz=2M") && cmdline.contains("hugepages=4096"), "{cmdline}");
+    let mem = admin.memory(&Targets::nodes(std::slice::from_ref(w1))).await.unwrap();
+    let mem = mem[0].result.as_ref().unwrap();
+    assert_eq!((mem.hugepagestotal, mem.hugepagesize), (4096, 2048));
+    assert_eq!(mem.memtotal, 64 * 1024 * 1024);
+    let meminfo = admin.read(&Targets::Node(w1.clone()), "/proc/meminfo").await.unwrap();
+    let meminfo = String::from_utf8(meminfo[0].result.clone().unwrap()).unwrap();
+    assert!(meminfo.contains("HugePages_Total:    4096"), "{meminfo}");
+    let cp_mem = admin.memory(&Targets::Node(cps[1].clone())).await.unwrap();
+    assert_eq!(cp_mem[0].result.as_ref().unwrap().hugepagestotal, 0);
+    let stored = admin.read(&Targets::Node(w1.clone()), "/system/state/config.yaml").await.unwrap();
+    assert_eq!(stored[0].result.as_ref().unwrap(), cluster.machine_config(ip(w1)).unwrap().expose().as_bytes());
+    let missing = admin.read(&Targets::Node(w1.clone()), "/etc/shadow").await;
+    let missing_code = match missing {
+        Err(e) => code_of(&e),
+        Ok(r) => r[0].result.as_ref().err().and_then(|e| e.code),
+    };
+    assert_eq!(missing_code, Some(tonic::Code::NotFound));
+
+    // ---- services.
+    let services = admin.service_list(&Targets::nodes(&[cps[0].clone(), w1.clone()])).await.unwrap();
+    let cp_services = services[0].result.as_ref().unwrap();
+    let etcd = cp_services.iter().find(|s| s.id == "etcd").expect("etcd service");
+    assert_eq!(etcd.state, "Running");
+    wait_until("etcd healthy on cp-1", Duration::from_secs(10), || async {
+        let s = admin.service_list(&Targets::Node(cps[0].clone())).await.unwrap();
+        s[0].result.as_ref().unwrap().iter().any(|s| s.id == "etcd" && s.health.healthy)
+    })
+    .await;
+    let w_services = services[1].result.as_ref().unwrap();
+    assert!(w_services.iter().all(|s| s.id != "etcd" && s.id != "trustd"));
+    assert!(w_services.iter().any(|s| s.id == "kubelet" && s.state == "Running"));
+
+    // ---- kubeconfig: parses, chains to the Kubernetes CA, kubectl reads it.
+    let kubeconfig = admin.kubeconfig(&Targets::Node(cps[1].clone())).await.expect("kubeconfig");
+    check_kubeconfig(&cluster, kubeconfig.expose(), &format!("https://{}:6443", cps[0]));
+
+    // ---- quorum: one etcd down keeps it, two lose it.
+    let etcd1 = cluster.etcd_client(ip(&cps[0])).unwrap();
+    etcd1.put(b"/kforge/before", b"1").await.expect("put with three members");
+    admin.service(&Targets::Node(cps[2].clone()), ServiceAction::Stop, "etcd").await.unwrap();
+    etcd1.put(b"/kforge/one-down", b"1").await.expect("put with one member down");
+    let s = admin.service_list(&Targets::Node(cps[2].clone())).await.unwrap();
+    let etcd3 = s[0].result.as_ref().unwrap().iter().find(|s| s.id == "etcd").unwrap().clone();
+    assert_eq!(etcd3.state, "Finished");
+    admin.service(&Targets::Node(cps[1].clone()), ServiceAction::Stop, "etcd").await.unwrap();
+    let lost = etcd1.clone().with_timeout(Duration::from_secs(2)).put(b"/kforge/two-down", b"1").await;
+    assert!(lost.is_err(), "a put succeeded without quorum");
+    // The processes are really gone.
+    let pids = pgrep(&format!("{}/{}/ephemeral/etcd", root.display(), cps[1]));
+    assert!(pids.is_empty(), "etcd of cp-2 still running: {pids:?}");
+    admin.service(&Targets::Node(cps[1].clone()), ServiceAction::Start, "etcd").await.unwrap();
+    admin.service(&Targets::Node(cps[2].clone()), ServiceAction::Start, "etcd").await.unwrap();
+    wait_until("quorum back", Duration::from_secs(15), || async {
+        etcd1.put(b"/kforge/back", b"1").await.is_ok()
+    })
+    .await;
+    assert_eq!(etcd1.get(b"/kforge/one-down").await.unwrap().as_deref(), Some(&b"1"[..]));
+
+    // ---- reset a worker: back to maintenance mode.
+    let w2 = cluster.workers()[1].endpoint();
+    let reset = ResetOptions {
+        reboot: true,
+        ..ResetOptions::default()
+    };
+    admin.reset(&Targets::Node(workers[1].clone()), &reset).await.unwrap();
+    let maint2 = client(cluster.insecure_connection(&[w2]).unwrap()).await;
+    wait_until("worker back in maintenance mode", Duration::from_secs(15), || async {
+        matches!(maint2.version(&Targets::Endpoint).await, Err(e) if e.to_string().contains("maintenance mode"))
+    })
+    .await;
+
+    // ---- nothing outlives the cluster.
+    assert!(!pgrep(&root.display().to_string()).is_empty());
+    drop(cluster);
+    let left = pgrep(&root.display().to_string());
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+}
+
+/// PIDs of processes whose command line mentions `pattern`.
+fn pgrep(pattern: &str) -> Vec<String> {
+    let out = std::process::Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .expect("pgrep (procps) is needed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .filter(|p| p.parse::<u32>().ok() != Some(std::process::id()))
+        .collect()
+}
+
+fn check_kubeconfig(cluster: &SimCluster, text: &str, server: &str) {
+    use base64::Engine;
+    let doc = kforge_yaml::parse(text).expect("kubeconfig is YAML").to_value();
+    assert_eq!(doc["clusters"][0]["cluster"]["server"], server);
+    let crt_b64 = doc["users"][0]["user"]["client-certificate-data"].as_str().expect("client cert");
+    let crt_pem = base64::engine::general_purpose::STANDARD.decode(crt_b64).unwrap();
+    let crt_der = pem::parse(&crt_pem).unwrap().into_contents();
+    let ca_der = pem::parse(cluster.bundle().k8s_ca_crt_pem().unwrap()).unwrap().into_contents();
+    let (_, crt) = X509Certificate::from_der(&crt_der).unwrap();
+    let (_, ca) = X509Certificate::from_der(&ca_der).unwrap();
+    assert_eq!(crt.issuer(), ca.subject());
+    crt.verify_signature(Some(ca.public_key())).expect("signed by the Kubernetes CA");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("kubeconfig");
+    std::fs::write(&file, text).unwrap();
+    let out = std::process::Command::new("kubectl")
+        .args(["config", "view", "--kubeconfig"])
+        .arg(&file)
+        .args(["-o", "jsonpath={.clusters[0].cluster.server}"])
+        .output()
+        .expect("kubectl is needed (install kubectl)");
+    assert!(out.status.success(), "kubectl: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), server);
+}
