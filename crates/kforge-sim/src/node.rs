@@ -854,6 +854,7 @@ impl Node {
     /// no data; check etcd's health and promote this member once it is a learner.
     async fn etcd_loop(&self, generation: u64) {
         let mut logged_wait = false;
+        let mut last_error = String::new();
         loop {
             tokio::time::sleep(POLL_INTERVAL).await;
             if !self.is_current(generation) {
@@ -878,7 +879,13 @@ impl Node {
                             logged_wait = true;
                         }
                     }
-                    Err(e) => self.log(&format!("etcd: joining failed, will retry: {e}")),
+                    Err(e) => {
+                        let text = e.to_string();
+                        if text != last_error {
+                            self.log(&format!("etcd: joining failed, will retry: {text}"));
+                            last_error = text;
+                        }
+                    }
                 }
             }
         }
@@ -890,20 +897,12 @@ impl Node {
         };
         let client = client.with_timeout(Duration::from_secs(2));
         let verdict = match client.status().await {
-            Ok(status) => {
-                if status.is_learner {
-                    let id = status.header.as_ref().map(|h| h.member_id).unwrap_or(0);
-                    match client.member_promote(id).await {
-                        Ok(()) => self.log("etcd: promoted this member from learner to voting member"),
-                        Err(e) => {
-                            let _ = e;
-                        }
-                    }
-                    Err("the member is a learner, not yet promoted".to_string())
-                } else {
-                    client.get(b"health").await.map(|_| ()).map_err(|e| e.to_string())
-                }
+            Ok(status) if status.is_learner => {
+                let id = status.header.as_ref().map(|h| h.member_id).unwrap_or(0);
+                self.promote(applied, id).await;
+                Err("the member is a learner, not yet promoted".to_string())
             }
+            Ok(_) => client.get(b"health").await.map(|_| ()).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         let mut st = self.st();
@@ -913,6 +912,28 @@ impl Node {
         match verdict {
             Ok(()) => st.services.set_health("etcd", true, ""),
             Err(message) => st.services.set_health("etcd", false, message),
+        }
+    }
+
+    /// Promotes learner `id` through a voting member (a learner serves no such calls);
+    /// etcd refuses until the learner has caught up, so this is retried by the caller.
+    async fn promote(&self, applied: &Applied, id: u64) {
+        let Some(tls) = applied.etcd_tls.clone() else {
+            return;
+        };
+        let port = self.inner.settings.etcd_client_port;
+        for peer in self.peer_addresses(&applied.config) {
+            let Ok(client) = EtcdClient::new(peer, port, tls.clone()) else {
+                continue;
+            };
+            match client.with_timeout(Duration::from_secs(2)).member_promote(id).await {
+                Ok(()) => {
+                    self.log(&format!("etcd: promoted member {id:x} from learner to voting member"));
+                    return;
+                }
+                Err(SimError::Etcd { message, .. }) if message.contains("not in sync") => return,
+                Err(_) => continue,
+            }
         }
     }
 
