@@ -566,28 +566,31 @@ impl Node {
             }
             _ => (None, None),
         };
-        let mut st = self.st();
-        if st.generation != generation || st.faults.refuse {
-            // The node went down (or started refusing) meanwhile; the listeners drop here.
-            return Ok(());
+        let old = {
+            let mut st = self.st();
+            if st.generation != generation || st.faults.refuse {
+                // The node went down (or started refusing) meanwhile.
+                vec![apid, trustd]
+            } else {
+                let old = Self::take_listeners(&mut st);
+                st.apid = apid;
+                st.trustd = trustd;
+                old
+            }
+        };
+        for l in old.into_iter().flatten() {
+            l.close().await;
         }
-        if let Some(old) = st.apid.take() {
-            old.close();
-        }
-        if let Some(old) = st.trustd.take() {
-            old.close();
-        }
-        st.apid = apid;
-        st.trustd = trustd;
         Ok(())
     }
 
-    fn close_listeners(st: &mut State) {
-        if let Some(l) = st.apid.take() {
-            l.close();
-        }
-        if let Some(l) = st.trustd.take() {
-            l.close();
+    fn take_listeners(st: &mut State) -> Vec<Option<Listener>> {
+        vec![st.apid.take(), st.trustd.take()]
+    }
+
+    async fn close_all(listeners: Vec<Option<Listener>>) {
+        for l in listeners.into_iter().flatten() {
+            l.close().await;
         }
     }
 
@@ -596,22 +599,23 @@ impl Node {
     /// Ends the current generation: aborts its tasks, closes the listeners, stops etcd
     /// (gracefully unless `hard`). The node is `Booting` afterwards.
     async fn go_down(&self, hard: bool) {
-        let (etcd, tasks) = {
+        let (etcd, tasks, listeners) = {
             let mut st = self.st();
             st.generation += 1;
             st.phase = Phase::Booting;
-            Self::close_listeners(&mut st);
+            let listeners = Self::take_listeners(&mut st);
             if let Some(t) = st.try_revert.take() {
                 t.abort();
             }
             st.applied = None;
             st.services = ServiceTable::default();
             st.etcd_wanted = false;
-            (st.etcd.take(), std::mem::take(&mut st.tasks))
+            (st.etcd.take(), std::mem::take(&mut st.tasks), listeners)
         };
         for t in tasks {
             t.abort();
         }
+        Self::close_all(listeners).await;
         if let Some(p) = etcd {
             if hard {
                 p.kill_now();
@@ -675,14 +679,17 @@ impl Node {
     // ---------------------------------------------------------------- faults
 
     pub async fn set_refuse(&self, refuse: bool) {
-        let generation = {
+        let (generation, listeners) = {
             let mut st = self.st();
             st.faults.refuse = refuse;
-            if refuse {
-                Self::close_listeners(&mut st);
-            }
-            st.generation
+            let listeners = if refuse {
+                Self::take_listeners(&mut st)
+            } else {
+                Vec::new()
+            };
+            (st.generation, listeners)
         };
+        Self::close_all(listeners).await;
         self.log(&format!("fault refuse={refuse}"));
         if !refuse {
             let phase = self.phase();

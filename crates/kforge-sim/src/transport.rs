@@ -346,7 +346,7 @@ impl Gate {
 pub struct Listener {
     gate: Gate,
     shutdown: Option<oneshot::Sender<()>>,
-    accept_task: JoinHandle<()>,
+    accept_task: Option<JoinHandle<()>>,
     server_task: JoinHandle<()>,
 }
 
@@ -376,7 +376,7 @@ impl Listener {
         Listener {
             gate,
             shutdown: Some(shutdown_tx),
-            accept_task,
+            accept_task: Some(accept_task),
             server_task,
         }
     }
@@ -389,14 +389,19 @@ impl Listener {
         });
     }
 
-    /// Stops listening and breaks every connection.
-    pub fn close(mut self) {
+    /// Stops listening and breaks every connection; resolves once the port is closed.
+    pub async fn close(mut self) {
         self.shutdown_now();
+        if let Some(accept) = self.accept_task.take() {
+            let _ = accept.await;
+        }
     }
 
     fn shutdown_now(&mut self) {
         self.gate.set(GateState::Closed);
-        self.accept_task.abort();
+        if let Some(accept) = &self.accept_task {
+            accept.abort();
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

@@ -305,3 +305,192 @@ fn check_kubeconfig(cluster: &SimCluster, text: &str, server: &str) {
     assert!(out.status.success(), "kubectl: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), server);
 }
+
+/// A certificate signed by `issuer_pem`/`issuer_key` (or a fresh CA when `None`) with the
+/// given organization and ExtKeyUsages, as PEM (cert, key).
+fn forged_cert(
+    ca: Option<(&str, &kforge_secret::SecretString)>,
+    org: &str,
+    usages: &[rcgen::ExtendedKeyUsagePurpose],
+) -> (String, kforge_secret::SecretString) {
+    use rcgen::{CertificateParams, DnType, IsCa, Issuer, KeyPair, PKCS_ED25519};
+    let key = KeyPair::generate_for(&PKCS_ED25519).unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::OrganizationName, org);
+    params.extended_key_usages = usages.to_vec();
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    let cert = match ca {
+        Some((ca_pem, ca_key)) => {
+            let der = pem::parse(ca_key.expose()).unwrap().into_contents();
+            let ca_key = KeyPair::try_from(der.as_slice()).unwrap();
+            let issuer = Issuer::from_ca_cert_pem(ca_pem, ca_key).unwrap();
+            params.signed_by(&key, &issuer).unwrap()
+        }
+        None => {
+            let ca_key = KeyPair::generate_for(&PKCS_ED25519).unwrap();
+            let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            ca_params.distinguished_name.push(DnType::OrganizationName, "talos");
+            ca_params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            let issuer = Issuer::new(ca_params, ca_key);
+            params.signed_by(&key, &issuer).unwrap()
+        }
+    };
+    (cert.pem(), kforge_secret::SecretString::new(key.serialize_pem()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_waits_for_readiness_and_the_api_is_locked_down() {
+    use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+    let mut s = spec("sim-sec", [127, 201, 2], 1, 0);
+    s.ready_delay = Duration::from_secs(2);
+    let cluster = SimCluster::start(s, &binary()).await.expect("cluster starts");
+    let cp = cluster.control_planes()[0].endpoint();
+    cluster.apply_configs().await.expect("apply");
+    cluster.wait_for_apid(Duration::from_secs(20)).await.expect("apid up");
+
+    // Still booting: Bootstrap is not available yet (and retryable).
+    let admin = client(cluster.admin_connection(&[cp.clone()]).unwrap()).await;
+    let err = admin.machine_service().bootstrap(pb::BootstrapRequest::default()).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(err.message(), "bootstrap is not available yet");
+    // kforge's client retries through it.
+    assert_eq!(
+        admin.bootstrap(&Targets::Endpoint, BootstrapOptions::default()).await.unwrap(),
+        BootstrapOutcome::Bootstrapped
+    );
+    cluster.wait_for_etcd_members(1, Duration::from_secs(20)).await.expect("etcd up");
+
+    // A client certificate from another CA.
+    let ca_pem = cluster.bundle().os_ca_crt_pem().unwrap();
+    let (crt, key) = forged_cert(None, "os:admin", &[ClientAuth]);
+    let other_ca = client(ConnectionConfig::mutual_tls(&[cp.clone()], &ca_pem, &crt, &key).unwrap()).await;
+    assert!(other_ca.version(&Targets::Endpoint).await.is_err(), "foreign CA accepted");
+    // From the OS CA but with ServerAuth, alone or next to ClientAuth.
+    let (os_ca, os_key) = kforge_sim::pki::os_ca(cluster.bundle()).unwrap();
+    for usages in [&[ServerAuth][..], &[ServerAuth, ClientAuth][..]] {
+        let (crt, key) = forged_cert(Some((&os_ca, &os_key)), "os:admin", usages);
+        let c = client(ConnectionConfig::mutual_tls(&[cp.clone()], &ca_pem, &crt, &key).unwrap()).await;
+        assert!(c.version(&Targets::Endpoint).await.is_err(), "{usages:?} accepted");
+    }
+    // The control: a correct ClientAuth-only admin certificate forged the same way works.
+    let (crt, key) = forged_cert(Some((&os_ca, &os_key)), "os:admin", &[ClientAuth]);
+    let good = client(ConnectionConfig::mutual_tls(&[cp.clone()], &ca_pem, &crt, &key).unwrap()).await;
+    assert!(good.version(&Targets::Endpoint).await.is_ok());
+
+    // os:reader reads, but may not change anything or read files.
+    let reader = client(cluster.connection_with_roles(&[cp.clone()], &["os:reader"]).unwrap()).await;
+    assert!(reader.version(&Targets::Endpoint).await.is_ok());
+    assert!(reader.etcd_member_list(&Targets::Endpoint, false).await.is_ok());
+    for result in [
+        reader.bootstrap(&Targets::Endpoint, BootstrapOptions { retry: RetryPolicy::none(), ..Default::default() }).await.map(|_| ()),
+        reader.reboot(&Targets::Endpoint, kforge_talos_api::RebootMode::Default).await.map(|_| ()),
+        reader.read(&Targets::Endpoint, "/proc/cmdline").await.map(|_| ()),
+        reader.kubeconfig(&Targets::Endpoint).await.map(|_| ()),
+    ] {
+        let err = result.unwrap_err();
+        assert_eq!(code_of(&err), Some(tonic::Code::PermissionDenied), "{err}");
+    }
+    // Plain TCP (no TLS) gets nowhere.
+    let plain = tonic::transport::Endpoint::from_shared(format!("http://{cp}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(2))
+        .connect_lazy();
+    let mut plain = pb::machine_service_client::MachineServiceClient::new(plain);
+    assert!(plain.version(()).await.is_err());
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(&cp).await.unwrap();
+        tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
+        let mut buf = vec![0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await.unwrap().unwrap_or(0);
+        // Nothing, or a TLS alert record: never an HTTP/2 frame.
+        assert!(n == 0 || buf[0] == 0x15, "plain TCP got an answer: {:?}", &buf[..n]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_crashes_and_faults() {
+    let s = spec("sim-rst", [127, 201, 3], 1, 0);
+    let mut cluster = SimCluster::up(s, &binary()).await.expect("cluster up");
+    let root = cluster.root().to_path_buf();
+    let addr = cluster.control_planes()[0].address;
+    let cp = cluster.control_planes()[0].endpoint();
+    let data_dir = format!("{}/{addr}/ephemeral/etcd", root.display());
+    let admin = client(cluster.admin_connection(&[cp.clone()]).unwrap()).await;
+    let member_id = || async {
+        match admin.etcd_status(&Targets::Endpoint).await {
+            Ok(r) => r[0].result.as_ref().ok().map(|s| s.member_id),
+            Err(_) => None,
+        }
+    };
+    let id = member_id().await.expect("member id");
+    let same_member = async |what: &str| {
+        wait_until(what, Duration::from_secs(20), || async { member_id().await == Some(id) }).await;
+    };
+
+    // Killed outright (with its etcd) and restarted on the same state: configured, same member.
+    let node = cluster.node_mut(addr).unwrap();
+    node.kill();
+    assert!(pgrep(&data_dir).is_empty());
+    node.start().await.expect("restart");
+    same_member("the same etcd member after a kill").await;
+    let insecure = client(cluster.insecure_connection(&[cp.clone()]).unwrap()).await;
+    assert!(insecure.version(&Targets::Endpoint).await.is_err(), "maintenance mode after restart");
+
+    // Only the node process dies: its orphaned etcd is found by pidfile and killed.
+    let node = cluster.node_mut(addr).unwrap();
+    let old_etcd = pgrep(&data_dir);
+    assert_eq!(old_etcd.len(), 1, "{old_etcd:?}");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(node.pid().unwrap() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    wait_until("the node process to die", Duration::from_secs(5), || {
+        let running = node.is_running();
+        async move { !running }
+    })
+    .await;
+    assert_eq!(pgrep(&data_dir), old_etcd, "etcd should outlive a SIGKILLed node");
+    node.start().await.expect("restart after SIGKILL");
+    same_member("the same etcd member after an orphaned etcd").await;
+    let now = pgrep(&data_dir);
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_ne!(now, old_etcd, "the orphan was not replaced");
+
+    // Crash through the control socket: exits, takes etcd with it.
+    let node = cluster.node_mut(addr).unwrap();
+    node.control().send("crash").await.ok();
+    wait_until("the crash", Duration::from_secs(5), || {
+        let running = node.is_running();
+        async move { !running }
+    })
+    .await;
+    assert!(pgrep(&data_dir).is_empty(), "etcd survived a crash");
+    node.start().await.expect("restart after crash");
+    same_member("the same etcd member after a crash").await;
+
+    // Refuse: the port closes; and opens again.
+    let node = cluster.node(addr).unwrap();
+    node.control().send("refuse on").await.unwrap();
+    let refused = tokio::net::TcpStream::connect(&cp).await;
+    assert_eq!(refused.unwrap_err().kind(), std::io::ErrorKind::ConnectionRefused);
+    node.control().send("refuse off").await.unwrap();
+    wait_until("apid back", Duration::from_secs(10), || async { admin.version(&Targets::Endpoint).await.is_ok() }).await;
+
+    // Pause: TCP is accepted but nothing answers; etcd is frozen too.
+    node.control().send("pause on").await.unwrap();
+    assert!(tokio::net::TcpStream::connect(&cp).await.is_ok());
+    let slow = admin.with_call_timeout(Duration::from_secs(1));
+    let err = slow.version(&Targets::Endpoint).await.unwrap_err();
+    assert!(matches!(err, kforge_talos_api::Error::DeadlineExceeded { .. }), "{err}");
+    let etcd = cluster.etcd_client(addr).unwrap().with_timeout(Duration::from_secs(1));
+    assert!(etcd.get(b"x").await.is_err(), "a frozen etcd answered");
+    let status = node.control().send("status").await.unwrap();
+    assert!(status.contains("\"pause\":true"), "{status}");
+    node.control().send("pause off").await.unwrap();
+    wait_until("answers after pause", Duration::from_secs(10), || async { admin.version(&Targets::Endpoint).await.is_ok() }).await;
+    same_member("etcd after the pause").await;
+
+    // Graceful stop (SIGTERM) stops etcd too.
+    let node = cluster.node_mut(addr).unwrap();
+    node.stop(Duration::from_secs(15)).await;
+    assert!(pgrep(&data_dir).is_empty());
+}
