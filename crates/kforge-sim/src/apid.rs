@@ -40,6 +40,8 @@ const DEFAULT_FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 type DataStream = Pin<Box<dyn Stream<Item = Result<Data, Status>> + Send + 'static>>;
 type Client = MachineServiceClient<Channel>;
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+/// How a call is forwarded to another node's apid.
+type Forward<Req, Resp> = fn(Client, Request<Req>) -> BoxFuture<Result<Resp, Status>>;
 
 /// A reply message with the per-node envelope in field 1.
 pub trait NodeMessage: Default + Send + 'static {
@@ -187,8 +189,16 @@ impl ApidService {
         for kv in request.metadata().iter() {
             if let tonic::metadata::KeyAndValueRef::Ascii(k, v) = kv {
                 let key = k.as_str();
-                if matches!(key, "node" | "nodes" | "grpc-timeout" | "proxyfrom" | "content-type" | "te" | "user-agent")
-                    || key == ROLE_METADATA
+                if matches!(
+                    key,
+                    "node"
+                        | "nodes"
+                        | "grpc-timeout"
+                        | "proxyfrom"
+                        | "content-type"
+                        | "te"
+                        | "user-agent"
+                ) || key == ROLE_METADATA
                 {
                     continue;
                 }
@@ -246,7 +256,7 @@ impl ApidService {
         ctx: &CallContext,
         target: &str,
         message: Req,
-        forward: fn(Client, Request<Req>) -> BoxFuture<Result<Resp, Status>>,
+        forward: Forward<Req, Resp>,
         local: &(dyn Fn(Node, Arc<Applied>, Req) -> BoxFuture<Result<Resp, Status>> + Send + Sync),
     ) -> Result<Resp, Status>
     where
@@ -274,7 +284,7 @@ impl ApidService {
         &self,
         rpc: Rpc,
         request: Request<Req>,
-        forward: fn(Client, Request<Req>) -> BoxFuture<Result<Resp, Status>>,
+        forward: Forward<Req, Resp>,
         local: impl Fn(Node, Arc<Applied>, Req) -> BoxFuture<Result<Resp, Status>> + Send + Sync,
     ) -> Result<Response<Resp>, Status>
     where
@@ -286,7 +296,9 @@ impl ApidService {
         match &ctx.route {
             Route::Local => {
                 let applied = self.node.applied()?;
-                local(self.node.clone(), applied, message).await.map(Response::new)
+                local(self.node.clone(), applied, message)
+                    .await
+                    .map(Response::new)
             }
             Route::One(target) => self
                 .call_target(&ctx, target, message, forward, &local)
@@ -297,7 +309,12 @@ impl ApidService {
                     let message = message.clone();
                     let ctx = &ctx;
                     let local = &local;
-                    async move { (t.clone(), self.call_target(ctx, t, message, forward, local).await) }
+                    async move {
+                        (
+                            t.clone(),
+                            self.call_target(ctx, t, message, forward, local).await,
+                        )
+                    }
                 });
                 let results = futures_join_all(calls).await;
                 let mut messages = Vec::new();
@@ -333,7 +350,7 @@ impl ApidService {
         &self,
         rpc: Rpc,
         request: Request<Req>,
-        forward: fn(Client, Request<Req>) -> BoxFuture<Result<Vec<Data>, Status>>,
+        forward: Forward<Req, Vec<Data>>,
         local: impl Fn(Node, Arc<Applied>, Req) -> BoxFuture<Result<Vec<Data>, Status>> + Send + Sync,
     ) -> Result<Response<DataStream>, Status>
     where
@@ -355,7 +372,12 @@ impl ApidService {
                     let message = message.clone();
                     let ctx = &ctx;
                     let local = &local;
-                    async move { (t.clone(), self.call_target(ctx, t, message, forward, local).await) }
+                    async move {
+                        (
+                            t.clone(),
+                            self.call_target(ctx, t, message, forward, local).await,
+                        )
+                    }
                 });
                 let mut out = Vec::new();
                 for (target, result) in futures_join_all(calls).await {
@@ -402,7 +424,9 @@ async fn futures_join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Ve
     results.into_iter().flatten().collect()
 }
 
-async fn drain(stream: Result<Response<tonic::Streaming<Data>>, Status>) -> Result<Vec<Data>, Status> {
+async fn drain(
+    stream: Result<Response<tonic::Streaming<Data>>, Status>,
+) -> Result<Vec<Data>, Status> {
     let mut s = stream?.into_inner();
     let mut out = Vec::new();
     while let Some(m) = s.message().await? {
@@ -501,7 +525,10 @@ impl MachineService for ApidService {
         .await
     }
 
-    async fn hostname(&self, request: Request<()>) -> Result<Response<pb::HostnameResponse>, Status> {
+    async fn hostname(
+        &self,
+        request: Request<()>,
+    ) -> Result<Response<pb::HostnameResponse>, Status> {
         self.unary(
             Rpc::Hostname,
             request,
@@ -555,7 +582,10 @@ impl MachineService for ApidService {
 
     type ReadStream = DataStream;
 
-    async fn read(&self, request: Request<pb::ReadRequest>) -> Result<Response<DataStream>, Status> {
+    async fn read(
+        &self,
+        request: Request<pb::ReadRequest>,
+    ) -> Result<Response<DataStream>, Status> {
         self.data_stream(
             Rpc::Read,
             request,
@@ -567,7 +597,10 @@ impl MachineService for ApidService {
         .await
     }
 
-    async fn reboot(&self, request: Request<pb::RebootRequest>) -> Result<Response<pb::RebootResponse>, Status> {
+    async fn reboot(
+        &self,
+        request: Request<pb::RebootRequest>,
+    ) -> Result<Response<pb::RebootResponse>, Status> {
         self.unary(
             Rpc::Reboot,
             request,
@@ -587,7 +620,10 @@ impl MachineService for ApidService {
         .await
     }
 
-    async fn reset(&self, request: Request<pb::ResetRequest>) -> Result<Response<pb::ResetResponse>, Status> {
+    async fn reset(
+        &self,
+        request: Request<pb::ResetRequest>,
+    ) -> Result<Response<pb::ResetResponse>, Status> {
         self.unary(
             Rpc::Reset,
             request,
@@ -607,7 +643,10 @@ impl MachineService for ApidService {
         .await
     }
 
-    async fn service_list(&self, request: Request<()>) -> Result<Response<pb::ServiceListResponse>, Status> {
+    async fn service_list(
+        &self,
+        request: Request<()>,
+    ) -> Result<Response<pb::ServiceListResponse>, Status> {
         self.unary(
             Rpc::ServiceList,
             request,
@@ -638,7 +677,10 @@ impl MachineService for ApidService {
                 Box::pin(async move {
                     let resp = node.local_service(ServiceAction::Restart, &req.id).await?;
                     Ok(pb::ServiceRestartResponse {
-                        messages: one(pb::ServiceRestart { metadata: None, resp }),
+                        messages: one(pb::ServiceRestart {
+                            metadata: None,
+                            resp,
+                        }),
                     })
                 })
             },
@@ -658,7 +700,10 @@ impl MachineService for ApidService {
                 Box::pin(async move {
                     let resp = node.local_service(ServiceAction::Start, &req.id).await?;
                     Ok(pb::ServiceStartResponse {
-                        messages: one(pb::ServiceStart { metadata: None, resp }),
+                        messages: one(pb::ServiceStart {
+                            metadata: None,
+                            resp,
+                        }),
                     })
                 })
             },
@@ -678,7 +723,10 @@ impl MachineService for ApidService {
                 Box::pin(async move {
                     let resp = node.local_service(ServiceAction::Stop, &req.id).await?;
                     Ok(pb::ServiceStopResponse {
-                        messages: one(pb::ServiceStop { metadata: None, resp }),
+                        messages: one(pb::ServiceStop {
+                            metadata: None,
+                            resp,
+                        }),
                     })
                 })
             },
@@ -686,7 +734,10 @@ impl MachineService for ApidService {
         .await
     }
 
-    async fn upgrade(&self, request: Request<pb::UpgradeRequest>) -> Result<Response<pb::UpgradeResponse>, Status> {
+    async fn upgrade(
+        &self,
+        request: Request<pb::UpgradeRequest>,
+    ) -> Result<Response<pb::UpgradeResponse>, Status> {
         self.unary(
             Rpc::Upgrade,
             request,
@@ -732,7 +783,14 @@ fn actor_id() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 #[cfg(test)]
@@ -761,7 +819,10 @@ mod tests {
         md.insert("grpc-timeout", "2S".parse().unwrap());
         assert_eq!(grpc_timeout(&md), Some(Duration::from_secs(2)));
         let m = error_metadata("10.0.0.9", &Status::unavailable("connection refused"));
-        assert_eq!(m.error, "rpc error: code = Unavailable desc = connection refused");
+        assert_eq!(
+            m.error,
+            "rpc error: code = Unavailable desc = connection refused"
+        );
         assert_eq!(m.status.unwrap().code, 14);
         assert_eq!(actor_id().len(), 36);
     }

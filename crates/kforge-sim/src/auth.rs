@@ -123,10 +123,10 @@ fn parse_roles<'a>(values: impl Iterator<Item = &'a str>) -> Vec<Role> {
     let mut roles = Vec::new();
     for v in values {
         for part in v.split(',') {
-            if let Some(r) = Role::parse(part) {
-                if !roles.contains(&r) {
-                    roles.push(r);
-                }
+            if let Some(r) = Role::parse(part)
+                && !roles.contains(&r)
+            {
+                roles.push(r);
             }
         }
     }
@@ -189,6 +189,9 @@ mod tests {
         md.append(ROLE_METADATA, "os:admin".parse().unwrap());
         // Without a certificate there are no roles, metadata or not.
         assert!(caller_roles(None, &md).is_empty());
-        assert_eq!(parse_roles(["os:reader, os:bogus", "os:admin"].into_iter()), vec![Role::Reader, Role::Admin]);
+        assert_eq!(
+            parse_roles(["os:reader, os:bogus", "os:admin"].into_iter()),
+            vec![Role::Reader, Role::Admin]
+        );
     }
 }

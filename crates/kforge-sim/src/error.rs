@@ -56,7 +56,7 @@ pub enum SimError {
     Tls {
         what: &'static str,
         #[source]
-        source: kforge_talos_api::Error,
+        source: Box<kforge_talos_api::Error>,
     },
 
     #[error("etcd {operation} on {endpoint} failed: {message}")]
@@ -80,7 +80,10 @@ pub enum SimError {
 }
 
 impl SimError {
-    pub(crate) fn io(operation: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+    pub(crate) fn io(
+        operation: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
         move |source| SimError::Io {
             operation,

@@ -124,7 +124,9 @@ impl EtcdClient {
 
     pub async fn member_list(&self) -> Result<Vec<Member>, SimError> {
         let mut c = ClusterClient::new(self.channel.clone());
-        let req = self.request(pb::MemberListRequest { linearizable: false });
+        let req = self.request(pb::MemberListRequest {
+            linearizable: false,
+        });
         Ok(self.run("member list", c.member_list(req)).await?.members)
     }
 
@@ -377,11 +379,13 @@ impl EtcdProcess {
         self.signal(Signal::SIGCONT);
         self.signal(Signal::SIGTERM);
         let mut rx = self.exited.clone();
-        let exited_in_time = tokio::time::timeout(grace, async move {
-            rx.wait_for(Option::is_some).await.is_ok()
-        })
-        .await
-        .is_ok();
+        let exited_in_time =
+            tokio::time::timeout(
+                grace,
+                async move { rx.wait_for(Option::is_some).await.is_ok() },
+            )
+            .await
+            .is_ok();
         if !exited_in_time {
             self.signal(Signal::SIGKILL);
         }

@@ -92,7 +92,7 @@ pub enum HarnessError {
     Api {
         operation: &'static str,
         #[source]
-        source: kforge_talos_api::Error,
+        source: Box<kforge_talos_api::Error>,
     },
 
     #[error("{operation}: node {node} answered: {message}")]
@@ -460,14 +460,14 @@ impl SimNode {
         let deadline = Instant::now() + timeout;
         let addr = (self.address, DEFAULT_API_PORT);
         loop {
-            if let Some(c) = &mut self.child {
-                if let Ok(Some(status)) = c.try_wait() {
-                    return Err(HarnessError::Exited {
-                        address: self.address,
-                        status: status.to_string(),
-                        log: self.log_tail(),
-                    });
-                }
+            if let Some(c) = &mut self.child
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                return Err(HarnessError::Exited {
+                    address: self.address,
+                    status: status.to_string(),
+                    log: self.log_tail(),
+                });
             }
             if tokio::net::TcpStream::connect(addr).await.is_ok() {
                 return Ok(());
@@ -564,10 +564,12 @@ impl SimCluster {
         }
         let bundle = match &spec.secrets {
             Some(b) => b.clone(),
-            None => SecretsBundle::generate(SystemTime::now()).map_err(|source| HarnessError::Pki {
-                operation: "generate a secrets bundle",
-                source,
-            })?,
+            None => {
+                SecretsBundle::generate(SystemTime::now()).map_err(|source| HarnessError::Pki {
+                    operation: "generate a secrets bundle",
+                    source,
+                })?
+            }
         };
         let rendered = render_configs(&spec, &bundle)?;
         let root = match &spec.root {
@@ -725,7 +727,11 @@ impl SimCluster {
 
     /// talosctl's client config: endpoints = control-plane nodes, nodes = all nodes.
     pub fn talosconfig(&self) -> Talosconfig {
-        let endpoints: Vec<String> = self.control_planes().iter().map(|n| n.address.to_string()).collect();
+        let endpoints: Vec<String> = self
+            .control_planes()
+            .iter()
+            .map(|n| n.address.to_string())
+            .collect();
         let nodes: Vec<String> = self.nodes.iter().map(|n| n.address.to_string()).collect();
         Talosconfig::for_cluster(
             &self.name,
@@ -738,12 +744,15 @@ impl SimCluster {
     }
 
     /// Mutual TLS as `os:admin` to `endpoints` (`host[:port]`).
-    pub fn admin_connection<S: AsRef<str>>(&self, endpoints: &[S]) -> Result<ConnectionConfig, HarnessError> {
+    pub fn admin_connection<S: AsRef<str>>(
+        &self,
+        endpoints: &[S],
+    ) -> Result<ConnectionConfig, HarnessError> {
         let ca = self.os_ca_pem()?;
         ConnectionConfig::mutual_tls(endpoints, &ca, &self.admin.crt_pem, &self.admin.key_pem)
             .map_err(|source| HarnessError::Api {
                 operation: "build the admin connection",
-                source,
+                source: Box::new(source),
             })
     }
 
@@ -764,42 +773,55 @@ impl SimCluster {
             source,
         })?;
         let ca = self.os_ca_pem()?;
-        ConnectionConfig::mutual_tls(endpoints, &ca, &cert.crt_pem, &cert.key_pem).map_err(|source| {
-            HarnessError::Api {
+        ConnectionConfig::mutual_tls(endpoints, &ca, &cert.crt_pem, &cert.key_pem).map_err(
+            |source| HarnessError::Api {
                 operation: "build a connection",
-                source,
-            }
-        })
+                source: Box::new(source),
+            },
+        )
     }
 
     /// Maintenance-mode TLS (no client certificate, server not verified).
-    pub fn insecure_connection<S: AsRef<str>>(&self, endpoints: &[S]) -> Result<ConnectionConfig, HarnessError> {
+    pub fn insecure_connection<S: AsRef<str>>(
+        &self,
+        endpoints: &[S],
+    ) -> Result<ConnectionConfig, HarnessError> {
         ConnectionConfig::insecure(endpoints).map_err(|source| HarnessError::Api {
             operation: "build an insecure connection",
-            source,
+            source: Box::new(source),
         })
     }
 
     fn os_ca_pem(&self) -> Result<String, HarnessError> {
-        self.bundle.os_ca_crt_pem().map_err(|source| HarnessError::Pki {
-            operation: "read the OS CA",
-            source,
-        })
+        self.bundle
+            .os_ca_crt_pem()
+            .map_err(|source| HarnessError::Pki {
+                operation: "read the OS CA",
+                source,
+            })
     }
 
     /// An etcd client of the member at `address` (a fresh client certificate from the
     /// etcd CA).
     pub fn etcd_client(&self, address: IpAddr) -> Result<EtcdClient, HarnessError> {
         let now = SystemTime::now() - Duration::from_secs(60);
-        let cert = kforge_pki::issue_etcd_client_cert(&self.bundle, "kforge-sim-harness", now, Duration::from_secs(3600))
-            .map_err(|source| HarnessError::Pki {
-                operation: "issue an etcd client certificate",
-                source,
-            })?;
-        let ca = self.bundle.etcd_ca_crt_pem().map_err(|source| HarnessError::Pki {
-            operation: "read the etcd CA",
+        let cert = kforge_pki::issue_etcd_client_cert(
+            &self.bundle,
+            "kforge-sim-harness",
+            now,
+            Duration::from_secs(3600),
+        )
+        .map_err(|source| HarnessError::Pki {
+            operation: "issue an etcd client certificate",
             source,
         })?;
+        let ca = self
+            .bundle
+            .etcd_ca_crt_pem()
+            .map_err(|source| HarnessError::Pki {
+                operation: "read the etcd CA",
+                source,
+            })?;
         let tls = crate::pki::client_config(
             "connect to etcd",
             &ca,
@@ -815,10 +837,12 @@ impl SimCluster {
     pub async fn apply_configs(&self) -> Result<(), HarnessError> {
         for (node, config) in self.nodes.iter().zip(&self.configs) {
             let conn = self.insecure_connection(&[node.endpoint()])?;
-            let client = TalosClient::connect(&conn).await.map_err(|source| HarnessError::Api {
-                operation: "connect in maintenance mode",
-                source,
-            })?;
+            let client = TalosClient::connect(&conn)
+                .await
+                .map_err(|source| HarnessError::Api {
+                    operation: "connect in maintenance mode",
+                    source: Box::new(source),
+                })?;
             let replies = client
                 .apply_configuration(
                     &Targets::Endpoint,
@@ -828,7 +852,7 @@ impl SimCluster {
                 .await
                 .map_err(|source| HarnessError::Api {
                     operation: "ApplyConfiguration",
-                    source,
+                    source: Box::new(source),
                 })?;
             for r in replies {
                 if let Err(e) = r.result {
@@ -851,14 +875,18 @@ impl SimCluster {
                 .admin_connection(&[node.endpoint()])?
                 .with_retry(RetryPolicy::none())
                 .with_call_timeout(Duration::from_secs(2));
-            let client = TalosClient::connect(&conn).await.map_err(|source| HarnessError::Api {
-                operation: "connect",
-                source,
-            })?;
+            let client = TalosClient::connect(&conn)
+                .await
+                .map_err(|source| HarnessError::Api {
+                    operation: "connect",
+                    source: Box::new(source),
+                })?;
             loop {
                 match client.version(&Targets::Endpoint).await {
                     Ok(replies) if replies.iter().all(|r| r.result.is_ok()) => break,
-                    _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+                    _ if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(100)).await
+                    }
                     _ => {
                         return Err(HarnessError::Timeout {
                             address: node.address,
@@ -884,14 +912,14 @@ impl SimCluster {
             .await
             .map_err(|source| HarnessError::Api {
                 operation: "connect",
-                source,
+                source: Box::new(source),
             })?;
         client
             .bootstrap(&Targets::Endpoint, BootstrapOptions::default())
             .await
             .map_err(|source| HarnessError::Api {
                 operation: "Bootstrap",
-                source,
+                source: Box::new(source),
             })
     }
 
@@ -901,25 +929,31 @@ impl SimCluster {
         count: usize,
         timeout: Duration,
     ) -> Result<Vec<EtcdMember>, HarnessError> {
-        let Some(first) = self.control_planes().first().map(|n| (n.endpoint(), n.address, n.log_tail())) else {
+        let Some(first) = self
+            .control_planes()
+            .first()
+            .map(|n| (n.endpoint(), n.address, n.log_tail()))
+        else {
             return Ok(Vec::new());
         };
         let conn = self
             .admin_connection(&[first.0])?
             .with_retry(RetryPolicy::none())
             .with_call_timeout(Duration::from_secs(3));
-        let client = TalosClient::connect(&conn).await.map_err(|source| HarnessError::Api {
-            operation: "connect",
-            source,
-        })?;
+        let client = TalosClient::connect(&conn)
+            .await
+            .map_err(|source| HarnessError::Api {
+                operation: "connect",
+                source: Box::new(source),
+            })?;
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok(replies) = client.etcd_member_list(&Targets::Endpoint, false).await {
-                if let Some(Ok(members)) = replies.into_iter().next().map(|r| r.result) {
-                    let voting = members.members.iter().filter(|m| !m.is_learner).count();
-                    if voting == count && members.members.len() == count {
-                        return Ok(members.members);
-                    }
+            if let Ok(replies) = client.etcd_member_list(&Targets::Endpoint, false).await
+                && let Some(Ok(members)) = replies.into_iter().next().map(|r| r.result)
+            {
+                let voting = members.members.iter().filter(|m| !m.is_learner).count();
+                if voting == count && members.members.len() == count {
+                    return Ok(members.members);
                 }
             }
             if Instant::now() >= deadline {

@@ -91,7 +91,10 @@ fn page_size_kib(text: &str) -> Option<u64> {
 fn page_count(text: &str) -> Option<u64> {
     if text.contains(':') {
         text.split(',')
-            .map(|part| part.split_once(':').and_then(|(_, n)| n.trim().parse::<u64>().ok()))
+            .map(|part| {
+                part.split_once(':')
+                    .and_then(|(_, n)| n.trim().parse::<u64>().ok())
+            })
             .try_fold(0u64, |acc, n| n.map(|n| acc.saturating_add(n)))
     } else {
         text.trim().parse().ok()
@@ -100,23 +103,31 @@ fn page_count(text: &str) -> Option<u64> {
 
 /// The huge page pools for `cmdline_args` and the config's `sysctls`, limited to 90% of
 /// `memtotal_kib`.
-pub fn hugepages(cmdline_args: &[&str], sysctls: &[(String, String)], memtotal_kib: u64) -> HugePages {
+pub fn hugepages(
+    cmdline_args: &[&str],
+    sysctls: &[(String, String)],
+    memtotal_kib: u64,
+) -> HugePages {
     let mut default_size = KIB_2M;
     for arg in cmdline_args {
-        if let Some(size) = arg.strip_prefix("default_hugepagesz=").and_then(page_size_kib) {
+        if let Some(size) = arg
+            .strip_prefix("default_hugepagesz=")
+            .and_then(page_size_kib)
+        {
             default_size = size;
         }
     }
     let mut pools: Vec<HugePagePool> = Vec::new();
     let mut current: Option<u64> = None;
-    let set = |pools: &mut Vec<HugePagePool>, size: u64, pages: u64| {
-        match pools.iter_mut().find(|p| p.size_kib == size) {
-            Some(p) => p.pages = pages,
-            None => pools.push(HugePagePool {
-                size_kib: size,
-                pages,
-            }),
-        }
+    let set = |pools: &mut Vec<HugePagePool>, size: u64, pages: u64| match pools
+        .iter_mut()
+        .find(|p| p.size_kib == size)
+    {
+        Some(p) => p.pages = pages,
+        None => pools.push(HugePagePool {
+            size_kib: size,
+            pages,
+        }),
     };
     for arg in cmdline_args {
         if let Some(v) = arg.strip_prefix("hugepagesz=") {
@@ -132,10 +143,10 @@ pub fn hugepages(cmdline_args: &[&str], sysctls: &[(String, String)], memtotal_k
             }
         }
     }
-    if let Some((_, v)) = sysctls.iter().rev().find(|(k, _)| k == "vm.nr_hugepages") {
-        if let Ok(pages) = v.trim().parse::<u64>() {
-            set(&mut pools, default_size, pages);
-        }
+    if let Some((_, v)) = sysctls.iter().rev().find(|(k, _)| k == "vm.nr_hugepages")
+        && let Ok(pages) = v.trim().parse::<u64>()
+    {
+        set(&mut pools, default_size, pages);
     }
     // The kernel allocates what fits and stops; keep 10% for everything else.
     let mut budget = memtotal_kib / 10 * 9;
@@ -317,7 +328,10 @@ mod tests {
         let h = hugepages(&args("hugepages=1000"), &[], 16 * GIB);
         let m = meminfo(16 * GIB, &h);
         assert_eq!(m.memtotal, 16 * GIB);
-        assert_eq!((m.hugepagestotal, m.hugepagesfree, m.hugepagesize), (1000, 1000, 2048));
+        assert_eq!(
+            (m.hugepagestotal, m.hugepagesfree, m.hugepagesize),
+            (1000, 1000, 2048)
+        );
         assert!(m.memfree < 16 * GIB - 1000 * 2048);
         let text = meminfo_text(&m, &h);
         assert!(text.starts_with("MemTotal:       16777216 kB\n"), "{text}");

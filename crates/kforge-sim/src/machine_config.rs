@@ -200,7 +200,12 @@ impl MachineConfig {
         let install_image = field_text(v1, "machine.install.image");
         let mut kernel_args: Vec<String> = get(v1, "machine.install.extraKernelArgs")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
         if let Some(annotated) = get(v1, "machine.nodeAnnotations")
             .and_then(|a| a.get(KERNEL_ARGS_ANNOTATION))
@@ -226,7 +231,12 @@ impl MachineConfig {
             .unwrap_or_default();
         let cert_sans: Vec<String> = get(v1, "machine.certSANs")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
 
         let bundle = if machine_type.is_control_plane() {
@@ -263,7 +273,10 @@ impl MachineConfig {
 
     /// The host of the cluster endpoint URL (`https://10.0.1.10:6443` → `10.0.1.10`).
     pub fn endpoint_host(&self) -> Option<String> {
-        let rest = self.endpoint.split_once("://").map_or(self.endpoint.as_str(), |(_, r)| r);
+        let rest = self
+            .endpoint
+            .split_once("://")
+            .map_or(self.endpoint.as_str(), |(_, r)| r);
         let authority = rest.split('/').next().unwrap_or(rest);
         let host = if let Some(inner) = authority.strip_prefix('[') {
             inner.split(']').next().unwrap_or(inner)
@@ -351,7 +364,9 @@ fn control_plane_bundle(v1: &Value) -> Result<SecretsBundle, Vec<String>> {
     SecretsBundle::from_yaml(yaml.expose()).map_err(|e| {
         let problems = e.problems();
         if problems.is_empty() {
-            vec![format!("the config's CAs and keys do not form a valid set: {e}")]
+            vec![format!(
+                "the config's CAs and keys do not form a valid set: {e}"
+            )]
         } else {
             problems
                 .iter()
@@ -372,7 +387,10 @@ mod tests {
             Some("v1.12.0")
         );
         assert_eq!(image_tag("localhost:5000/installer").as_deref(), None);
-        assert_eq!(image_tag("ghcr.io/siderolabs/installer:v1.13.9@sha256:00").as_deref(), Some("v1.13.9"));
+        assert_eq!(
+            image_tag("ghcr.io/siderolabs/installer:v1.13.9@sha256:00").as_deref(),
+            Some("v1.13.9")
+        );
         assert_eq!(talos_minor("v1.12.0"), Some(12));
         assert_eq!(talos_minor("garbage"), None);
     }

@@ -43,7 +43,9 @@ impl MachineService for MaintenanceService {
         request: Request<pb::ApplyConfigurationRequest>,
     ) -> Result<Response<pb::ApplyConfigurationResponse>, Status> {
         let m = self.node.maintenance_apply(request.get_ref()).await?;
-        Ok(Response::new(pb::ApplyConfigurationResponse { messages: vec![m] }))
+        Ok(Response::new(pb::ApplyConfigurationResponse {
+            messages: vec![m],
+        }))
     }
 
     async fn bootstrap(
@@ -60,7 +62,10 @@ impl MachineService for MaintenanceService {
         Err(not_served("EtcdMemberList"))
     }
 
-    async fn etcd_status(&self, _: Request<()>) -> Result<Response<pb::EtcdStatusResponse>, Status> {
+    async fn etcd_status(
+        &self,
+        _: Request<()>,
+    ) -> Result<Response<pb::EtcdStatusResponse>, Status> {
         Err(not_served("EtcdStatus"))
     }
 
@@ -84,15 +89,24 @@ impl MachineService for MaintenanceService {
         Err(not_served("Read"))
     }
 
-    async fn reboot(&self, _: Request<pb::RebootRequest>) -> Result<Response<pb::RebootResponse>, Status> {
+    async fn reboot(
+        &self,
+        _: Request<pb::RebootRequest>,
+    ) -> Result<Response<pb::RebootResponse>, Status> {
         Err(not_served("Reboot"))
     }
 
-    async fn reset(&self, _: Request<pb::ResetRequest>) -> Result<Response<pb::ResetResponse>, Status> {
+    async fn reset(
+        &self,
+        _: Request<pb::ResetRequest>,
+    ) -> Result<Response<pb::ResetResponse>, Status> {
         Err(admin_only())
     }
 
-    async fn service_list(&self, _: Request<()>) -> Result<Response<pb::ServiceListResponse>, Status> {
+    async fn service_list(
+        &self,
+        _: Request<()>,
+    ) -> Result<Response<pb::ServiceListResponse>, Status> {
         Err(not_served("ServiceList"))
     }
 
@@ -117,7 +131,10 @@ impl MachineService for MaintenanceService {
         Err(not_served("ServiceStop"))
     }
 
-    async fn upgrade(&self, _: Request<pb::UpgradeRequest>) -> Result<Response<pb::UpgradeResponse>, Status> {
+    async fn upgrade(
+        &self,
+        _: Request<pb::UpgradeRequest>,
+    ) -> Result<Response<pb::UpgradeResponse>, Status> {
         Err(admin_only())
     }
 

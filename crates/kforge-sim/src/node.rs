@@ -164,7 +164,9 @@ impl Node {
         let layout = Layout::new(&settings.state_dir);
         layout.create()?;
         if let Some(pid) = crate::etcd::kill_stale(&layout.etcd_pid(), &layout.etcd_data()) {
-            log(&format!("killed etcd (pid {pid}) left behind by a crashed predecessor"));
+            log(&format!(
+                "killed etcd (pid {pid}) left behind by a crashed predecessor"
+            ));
         }
         let (exit, _) = watch::channel(None);
         let node = Node {
@@ -286,7 +288,9 @@ impl Node {
         let config = match self.parse_config(text.expose()) {
             Ok(c) => c,
             Err(e) => {
-                self.log(&format!("the stored config is unusable, staying in maintenance mode: {e}"));
+                self.log(&format!(
+                    "the stored config is unusable, staying in maintenance mode: {e}"
+                ));
                 return self.enter_maintenance(generation).await;
             }
         };
@@ -304,7 +308,11 @@ impl Node {
             for id in services.ids() {
                 services.set(&id, ServiceState::Preparing, "Running pre state");
             }
-            services.set("machined", ServiceState::Running, "Service started as goroutine");
+            services.set(
+                "machined",
+                ServiceState::Running,
+                "Service started as goroutine",
+            );
             services.set_health("machined", true, "");
             st.services = services;
             st.applied = Some(applied.clone());
@@ -313,16 +321,22 @@ impl Node {
         self.open_listeners(generation).await?;
         {
             let mut st = self.st();
-            st.services.set("apid", ServiceState::Running, "Health check successful");
+            st.services
+                .set("apid", ServiceState::Running, "Health check successful");
             st.services.set_health("apid", true, "");
             if control_plane {
-                st.services.set("trustd", ServiceState::Running, "Health check successful");
+                st.services
+                    .set("trustd", ServiceState::Running, "Health check successful");
                 st.services.set_health("trustd", true, "");
             }
         }
         self.log(&format!(
             "booted as {} `{}` (Talos {})",
-            if control_plane { "control-plane node" } else { "worker" },
+            if control_plane {
+                "control-plane node"
+            } else {
+                "worker"
+            },
             applied.hostname,
             applied.version_tag
         ));
@@ -335,8 +349,17 @@ impl Node {
                 return Ok(());
             }
             st.phase = Phase::Running { ready: true };
-            for id in ["auditd", "containerd", "cri", "dashboard", "kubelet", "syslogd", "udevd"] {
-                st.services.set(id, ServiceState::Running, "Service started as goroutine");
+            for id in [
+                "auditd",
+                "containerd",
+                "cri",
+                "dashboard",
+                "kubelet",
+                "syslogd",
+                "udevd",
+            ] {
+                st.services
+                    .set(id, ServiceState::Running, "Service started as goroutine");
                 st.services.set_health(id, true, "");
             }
         }
@@ -348,7 +371,12 @@ impl Node {
                     return Ok(());
                 }
                 self.st().etcd_wanted = true;
-                self.start_etcd(&applied, generation, self_cluster(&applied, self.settings()), "existing")?;
+                self.start_etcd(
+                    &applied,
+                    generation,
+                    self_cluster(&applied, self.settings()),
+                    "existing",
+                )?;
             } else {
                 self.st().services.set(
                     "etcd",
@@ -379,7 +407,12 @@ impl Node {
             .read_installed_image()
             .as_deref()
             .and_then(machine_config::image_tag)
-            .or_else(|| config.install_image.as_deref().and_then(machine_config::image_tag))
+            .or_else(|| {
+                config
+                    .install_image
+                    .as_deref()
+                    .and_then(machine_config::image_tag)
+            })
             .unwrap_or_else(|| self.inner.settings.talos_version.clone())
     }
 
@@ -414,7 +447,7 @@ impl Node {
                         Ok(id) => break (id, None),
                         Err(e) => {
                             attempt += 1;
-                            if attempt == 1 || attempt % 20 == 0 {
+                            if attempt == 1 || attempt.is_multiple_of(20) {
                                 self.log(&format!("waiting for trustd: {e}"));
                             }
                             tokio::time::sleep(POLL_INTERVAL).await;
@@ -424,7 +457,11 @@ impl Node {
             }
         };
         let etcd_tls = match &etcd_pki {
-            Some(p) => Some(pki::client_config("connect to etcd", &p.ca_pem, Some(&p.client))?),
+            Some(p) => Some(pki::client_config(
+                "connect to etcd",
+                &p.ca_pem,
+                Some(&p.client),
+            )?),
             None => None,
         };
         Ok(Some(Applied {
@@ -449,10 +486,11 @@ impl Node {
                 .parse::<IpAddr>()
                 .ok()
                 .or_else(|| c.parse::<SocketAddr>().ok().map(|a| a.ip()));
-            if let Some(ip) = ip {
-                if ip != s.address && !out.contains(&ip) {
-                    out.push(ip);
-                }
+            if let Some(ip) = ip
+                && ip != s.address
+                && !out.contains(&ip)
+            {
+                out.push(ip);
             }
         }
         out
@@ -476,8 +514,24 @@ impl Node {
             let token = &config.trustd_token;
             let ca = &config.os_ca_pem;
             let signed = async {
-                let server = trustd::request_certificate(peer, s.trustd_port, ca, token, "apid server", &server_csr.csr_pem).await?;
-                let client = trustd::request_certificate(peer, s.trustd_port, ca, token, "apid client", &client_csr.csr_pem).await?;
+                let server = trustd::request_certificate(
+                    peer,
+                    s.trustd_port,
+                    ca,
+                    token,
+                    "apid server",
+                    &server_csr.csr_pem,
+                )
+                .await?;
+                let client = trustd::request_certificate(
+                    peer,
+                    s.trustd_port,
+                    ca,
+                    token,
+                    "apid client",
+                    &client_csr.csr_pem,
+                )
+                .await?;
                 Ok::<_, SimError>((server, client))
             };
             match signed.await {
@@ -531,11 +585,16 @@ impl Node {
                 let cert = pki::maintenance_certificate(s.address, SystemTime::now())?;
                 let tls = pki::server_only_config(&cert)?;
                 let routes = tonic::service::Routes::new(
-                    MachineServiceServer::new(crate::maintenance::MaintenanceService::new(self.clone()))
-                        .max_decoding_message_size(kforge_talos_api::MAX_MESSAGE_SIZE),
+                    MachineServiceServer::new(crate::maintenance::MaintenanceService::new(
+                        self.clone(),
+                    ))
+                    .max_decoding_message_size(kforge_talos_api::MAX_MESSAGE_SIZE),
                 );
                 let listener = transport::bind("the maintenance API", apid_addr).await?;
-                (Some(Listener::serve(listener, tls, routes, faults.pause)), None)
+                (
+                    Some(Listener::serve(listener, tls, routes, faults.pause)),
+                    None,
+                )
             }
             (Phase::Running { .. }, Some(applied)) => {
                 let tls = pki::apid_server_config(&applied.identity)?;
@@ -555,9 +614,11 @@ impl Node {
                             token: applied.config.trustd_token.clone(),
                         });
                         let tls = pki::server_only_config(&applied.identity.server)?;
-                        let routes = tonic::service::Routes::new(SecurityServiceServer::new(service));
+                        let routes =
+                            tonic::service::Routes::new(SecurityServiceServer::new(service));
                         let listener =
-                            transport::bind("trustd", SocketAddr::new(s.address, s.trustd_port)).await?;
+                            transport::bind("trustd", SocketAddr::new(s.address, s.trustd_port))
+                                .await?;
                         Some(Listener::serve(listener, tls, routes, faults.pause))
                     }
                     None => None,
@@ -646,7 +707,10 @@ impl Node {
     pub async fn power_on(&self) -> Result<(), String> {
         let _guard = self.inner.lifecycle.lock().await;
         if self.phase() != Phase::PoweredOff {
-            return Err(format!("the node is not powered off (it is {:?})", self.phase()));
+            return Err(format!(
+                "the node is not powered off (it is {:?})",
+                self.phase()
+            ));
         }
         self.log("power on");
         self.go_down(true).await;
@@ -693,10 +757,10 @@ impl Node {
         self.log(&format!("fault refuse={refuse}"));
         if !refuse {
             let phase = self.phase();
-            if matches!(phase, Phase::Maintenance | Phase::Running { .. }) {
-                if let Err(e) = self.open_listeners(generation).await {
-                    self.log(&format!("cannot listen again: {e}"));
-                }
+            if matches!(phase, Phase::Maintenance | Phase::Running { .. })
+                && let Err(e) = self.open_listeners(generation).await
+            {
+                self.log(&format!("cannot listen again: {e}"));
             }
         }
     }
@@ -734,7 +798,12 @@ impl Node {
 
     // ---------------------------------------------------------------- etcd
 
-    fn etcd_launch(&self, applied: &Applied, initial_cluster: String, state: &'static str) -> EtcdLaunch {
+    fn etcd_launch(
+        &self,
+        applied: &Applied,
+        initial_cluster: String,
+        state: &'static str,
+    ) -> EtcdLaunch {
         let s = &self.inner.settings;
         let l = &self.inner.layout;
         EtcdLaunch {
@@ -786,7 +855,9 @@ impl Node {
                 format!("Started task etcd (PID {pid}) for container etcd"),
             );
         }
-        self.log(&format!("etcd started (pid {pid}, initial cluster state {state})"));
+        self.log(&format!(
+            "etcd started (pid {pid}, initial cluster state {state})"
+        ));
         let node = self.clone();
         let watcher = tokio::spawn(async move {
             let _ = exited.wait_for(Option::is_some).await;
@@ -826,7 +897,8 @@ impl Node {
             if st.generation != generation || !st.etcd_wanted || st.etcd.is_some() {
                 return;
             }
-            st.services.set("etcd", ServiceState::Waiting, "Restarting service");
+            st.services
+                .set("etcd", ServiceState::Waiting, "Restarting service");
             st.applied.clone()
         };
         if let Some(applied) = applied {
@@ -845,16 +917,27 @@ impl Node {
             st.etcd.take()
         };
         if let Some(p) = process {
-            self.st().services.set("etcd", ServiceState::Stopping, "Stopping service");
+            self.st()
+                .services
+                .set("etcd", ServiceState::Stopping, "Stopping service");
             p.stop(ETCD_STOP_GRACE).await;
             self.log("etcd stopped");
         }
-        self.st().services.set("etcd", ServiceState::Finished, "Service finished successfully");
+        self.st().services.set(
+            "etcd",
+            ServiceState::Finished,
+            "Service finished successfully",
+        );
     }
 
     fn local_etcd(&self, applied: &Applied) -> Option<EtcdClient> {
         let tls = applied.etcd_tls.clone()?;
-        EtcdClient::new(self.inner.settings.address, self.inner.settings.etcd_client_port, tls).ok()
+        EtcdClient::new(
+            self.inner.settings.address,
+            self.inner.settings.etcd_client_port,
+            tls,
+        )
+        .ok()
     }
 
     /// Background work of a control-plane node: join an existing cluster while etcd has
@@ -909,7 +992,11 @@ impl Node {
                 self.promote(applied, id).await;
                 Err("the member is a learner, not yet promoted".to_string())
             }
-            Ok(_) => client.get(b"health").await.map(|_| ()).map_err(|e| e.to_string()),
+            Ok(_) => client
+                .get(b"health")
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         let mut st = self.st();
@@ -933,9 +1020,15 @@ impl Node {
             let Ok(client) = EtcdClient::new(peer, port, tls.clone()) else {
                 continue;
             };
-            match client.with_timeout(Duration::from_secs(2)).member_promote(id).await {
+            match client
+                .with_timeout(Duration::from_secs(2))
+                .member_promote(id)
+                .await
+            {
                 Ok(()) => {
-                    self.log(&format!("etcd: promoted member {id:x} from learner to voting member"));
+                    self.log(&format!(
+                        "etcd: promoted member {id:x} from learner to voting member"
+                    ));
                     return;
                 }
                 Err(SimError::Etcd { message, .. }) if message.contains("not in sync") => return,
@@ -978,7 +1071,10 @@ impl Node {
                 Some(m) => {
                     // A member with our address that has run before: our data is gone
                     // (reset without leaving), so replace it.
-                    self.log(&format!("etcd: removing stale member {:x} with this node's address", m.id));
+                    self.log(&format!(
+                        "etcd: removing stale member {:x} with this node's address",
+                        m.id
+                    ));
                     client.member_remove(m.id).await?;
                     client.member_add_learner(&my_peer_url).await?
                 }
@@ -996,7 +1092,10 @@ impl Node {
                 })
                 .collect::<Vec<_>>()
                 .join(",");
-            self.log(&format!("etcd: joining the cluster through {peer} as learner {:x}", me.id));
+            self.log(&format!(
+                "etcd: joining the cluster through {peer} as learner {:x}",
+                me.id
+            ));
             self.st().etcd_wanted = true;
             if let Err(e) = self.start_etcd(applied, generation, initial_cluster, "existing") {
                 self.st().etcd_wanted = false;
@@ -1070,7 +1169,9 @@ impl Node {
                 built: String::new(),
                 go_version: "go1.25.5".into(),
                 os: "linux".into(),
-                arch: std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
+                arch: std::env::consts::ARCH
+                    .replace("x86_64", "amd64")
+                    .replace("aarch64", "arm64"),
             }),
             platform: Some(pb::PlatformInfo {
                 name: self.inner.settings.validation_mode.to_string(),
@@ -1085,17 +1186,32 @@ impl Node {
     }
 
     fn hugepages(&self, applied: &Applied) -> kernel::HugePages {
-        let args: Vec<&str> = applied.config.kernel_args.iter().map(String::as_str).collect();
-        kernel::hugepages(&args, &applied.config.sysctls, self.inner.settings.meminfo_total_kib)
+        let args: Vec<&str> = applied
+            .config
+            .kernel_args
+            .iter()
+            .map(String::as_str)
+            .collect();
+        kernel::hugepages(
+            &args,
+            &applied.config.sysctls,
+            self.inner.settings.meminfo_total_kib,
+        )
     }
 
     pub(crate) fn local_meminfo(&self, applied: &Applied) -> pb::MemInfo {
-        kernel::meminfo(self.inner.settings.meminfo_total_kib, &self.hugepages(applied))
+        kernel::meminfo(
+            self.inner.settings.meminfo_total_kib,
+            &self.hugepages(applied),
+        )
     }
 
     pub(crate) fn local_cmdline(&self, applied: &Applied) -> String {
         let platform = self.inner.settings.validation_mode.to_string();
-        format!("{}\n", kernel::cmdline(&platform, &applied.config.kernel_args))
+        format!(
+            "{}\n",
+            kernel::cmdline(&platform, &applied.config.kernel_args)
+        )
     }
 
     /// `Read`: the files the simulator has.
@@ -1108,7 +1224,9 @@ impl Node {
                 Ok(kernel::meminfo_text(&m, &huge).into_bytes())
             }
             "/system/state/config.yaml" => Ok(applied.config.text.expose().as_bytes().to_vec()),
-            _ => Err(Status::not_found(format!("open {path}: no such file or directory"))),
+            _ => Err(Status::not_found(format!(
+                "open {path}: no such file or directory"
+            ))),
         }
     }
 
@@ -1131,7 +1249,10 @@ impl Node {
             .map_err(|e| Status::internal(format!("cannot pack the kubeconfig: {e}")))
     }
 
-    pub(crate) async fn local_etcd_members(&self, applied: &Applied) -> Result<pb::EtcdMembers, Status> {
+    pub(crate) async fn local_etcd_members(
+        &self,
+        applied: &Applied,
+    ) -> Result<pb::EtcdMembers, Status> {
         let client = self.etcd_for_rpc(applied)?;
         let members = client.member_list().await.map_err(status_error)?;
         Ok(pb::EtcdMembers {
@@ -1150,7 +1271,10 @@ impl Node {
         })
     }
 
-    pub(crate) async fn local_etcd_status(&self, applied: &Applied) -> Result<pb::EtcdMemberStatus, Status> {
+    pub(crate) async fn local_etcd_status(
+        &self,
+        applied: &Applied,
+    ) -> Result<pb::EtcdMemberStatus, Status> {
         let client = self.etcd_for_rpc(applied)?;
         let s = client.status().await.map_err(status_error)?;
         Ok(pb::EtcdMemberStatus {
@@ -1188,7 +1312,9 @@ impl Node {
             ));
         }
         if !self.ready() {
-            return Err(Status::failed_precondition("bootstrap is not available yet"));
+            return Err(Status::failed_precondition(
+                "bootstrap is not available yet",
+            ));
         }
         let _guard = self.inner.lifecycle.lock().await;
         let generation = {
@@ -1209,7 +1335,11 @@ impl Node {
         Ok(())
     }
 
-    pub(crate) async fn local_service(&self, action: ServiceAction, id: &str) -> Result<String, Status> {
+    pub(crate) async fn local_service(
+        &self,
+        action: ServiceAction,
+        id: &str,
+    ) -> Result<String, Status> {
         let applied = self.applied()?;
         if !self.st().services.contains(id) {
             return Err(Status::not_found(format!("service {id:?} not defined")));
@@ -1232,10 +1362,12 @@ impl Node {
             let mut st = self.st();
             match action {
                 ServiceAction::Stop => {
-                    st.services.set(id, ServiceState::Finished, "Service finished successfully")
+                    st.services
+                        .set(id, ServiceState::Finished, "Service finished successfully")
                 }
                 ServiceAction::Start | ServiceAction::Restart => {
-                    st.services.set(id, ServiceState::Running, "Service started as goroutine");
+                    st.services
+                        .set(id, ServiceState::Running, "Service started as goroutine");
                     st.services.set_health(id, true, "");
                 }
             }
@@ -1258,12 +1390,19 @@ impl Node {
         };
         if !self.inner.layout.etcd_data_present() {
             // Not bootstrapped or joined yet: the join loop takes over again.
-            self.st().services.set("etcd", ServiceState::Preparing, "Running pre state");
+            self.st()
+                .services
+                .set("etcd", ServiceState::Preparing, "Running pre state");
             return Ok(());
         }
         self.st().etcd_wanted = true;
-        self.start_etcd(applied, generation, self_cluster(applied, self.settings()), "existing")
-            .map_err(|e| Status::internal(format!("cannot start etcd: {e}")))
+        self.start_etcd(
+            applied,
+            generation,
+            self_cluster(applied, self.settings()),
+            "existing",
+        )
+        .map_err(|e| Status::internal(format!("cannot start etcd: {e}")))
     }
 
     /// Reboot: answered first, then the node goes down.
@@ -1278,7 +1417,11 @@ impl Node {
     /// Reset: a graceful reset of a control-plane node leaves etcd first (an error if
     /// that fails); then, after the answer, the node wipes STATE and EPHEMERAL and
     /// reboots into maintenance mode, or halts (`reboot: false`).
-    pub(crate) async fn local_reset(&self, applied: &Applied, req: &pb::ResetRequest) -> Result<(), Status> {
+    pub(crate) async fn local_reset(
+        &self,
+        applied: &Applied,
+        req: &pb::ResetRequest,
+    ) -> Result<(), Status> {
         if req.graceful && applied.is_control_plane() && self.st().etcd.is_some() {
             self.leave_etcd(applied).await?;
         }
@@ -1287,7 +1430,11 @@ impl Node {
         tokio::spawn(async move {
             tokio::time::sleep(ANSWER_GRACE).await;
             let _guard = node.inner.lifecycle.lock().await;
-            node.log(if reboot { "reset: wiping and rebooting" } else { "reset: wiping and halting" });
+            node.log(if reboot {
+                "reset: wiping and rebooting"
+            } else {
+                "reset: wiping and halting"
+            });
             node.go_down(false).await;
             if let Err(e) = node.inner.layout.wipe() {
                 node.log(&format!("reset: wipe failed: {e}"));
@@ -1303,20 +1450,25 @@ impl Node {
 
     async fn leave_etcd(&self, applied: &Applied) -> Result<(), Status> {
         let client = self.etcd_for_rpc(applied)?;
-        let status = client.status().await.map_err(|e| {
-            Status::failed_precondition(format!("failed to leave etcd: {e}"))
-        })?;
+        let status = client
+            .status()
+            .await
+            .map_err(|e| Status::failed_precondition(format!("failed to leave etcd: {e}")))?;
         let my_id = status.header.map(|h| h.member_id).unwrap_or(0);
-        let members = client.member_list().await.map_err(|e| {
-            Status::failed_precondition(format!("failed to leave etcd: {e}"))
-        })?;
+        let members = client
+            .member_list()
+            .await
+            .map_err(|e| Status::failed_precondition(format!("failed to leave etcd: {e}")))?;
         if members.len() <= 1 {
             return Ok(());
         }
-        client.member_remove(my_id).await.map_err(|e| {
-            Status::failed_precondition(format!("failed to leave etcd: {e}"))
-        })?;
-        self.log(&format!("etcd: left the cluster (member {my_id:x} removed)"));
+        client
+            .member_remove(my_id)
+            .await
+            .map_err(|e| Status::failed_precondition(format!("failed to leave etcd: {e}")))?;
+        self.log(&format!(
+            "etcd: left the cluster (member {my_id:x} removed)"
+        ));
         self.stop_etcd().await;
         Ok(())
     }
@@ -1345,9 +1497,9 @@ impl Node {
             .map_err(|_| Status::invalid_argument(format!("unknown apply mode {}", req.mode)))?;
         let text = std::str::from_utf8(&req.data)
             .map_err(|_| Status::invalid_argument("the config is not UTF-8 text"))?;
-        let config = self
-            .parse_config(text)
-            .map_err(|e| Status::invalid_argument(format!("configuration validation failed: {e}")))?;
+        let config = self.parse_config(text).map_err(|e| {
+            Status::invalid_argument(format!("configuration validation failed: {e}"))
+        })?;
         if config.machine_type != applied.machine_type() {
             return Err(Status::invalid_argument(
                 "machine type can't be changed: reset the node first",
@@ -1361,7 +1513,10 @@ impl Node {
             mode_details: details,
         };
         if req.dry_run {
-            return Ok(reply(mode, "Dry run: the configuration is valid and would be applied".into()));
+            return Ok(reply(
+                mode,
+                "Dry run: the configuration is valid and would be applied".into(),
+            ));
         }
         let _guard = self.inner.lifecycle.lock().await;
         let layout = &self.inner.layout;
@@ -1370,11 +1525,17 @@ impl Node {
             ApplyMode::Reboot => {
                 layout.write_config(text).map_err(io)?;
                 self.schedule_reboot();
-                Ok(reply(ApplyMode::Reboot, "Applied configuration with a reboot".into()))
+                Ok(reply(
+                    ApplyMode::Reboot,
+                    "Applied configuration with a reboot".into(),
+                ))
             }
             ApplyMode::Staged => {
                 layout.write_staged(text).map_err(io)?;
-                Ok(reply(ApplyMode::Staged, "Staged configuration to be applied after a reboot".into()))
+                Ok(reply(
+                    ApplyMode::Staged,
+                    "Staged configuration to be applied after a reboot".into(),
+                ))
             }
             ApplyMode::Auto | ApplyMode::NoReboot | ApplyMode::Try => {
                 let previous = applied.config.text.clone();
@@ -1409,7 +1570,10 @@ impl Node {
                         ),
                     ));
                 }
-                Ok(reply(ApplyMode::NoReboot, "Applied configuration without a reboot".into()))
+                Ok(reply(
+                    ApplyMode::NoReboot,
+                    "Applied configuration without a reboot".into(),
+                ))
             }
         }
     }
@@ -1445,15 +1609,16 @@ impl Node {
         }
         let text = std::str::from_utf8(&req.data)
             .map_err(|_| Status::invalid_argument("the config is not UTF-8 text"))?;
-        let config = self
-            .parse_config(text)
-            .map_err(|e| Status::invalid_argument(format!("configuration validation failed: {e}")))?;
+        let config = self.parse_config(text).map_err(|e| {
+            Status::invalid_argument(format!("configuration validation failed: {e}"))
+        })?;
         let reply = pb::ApplyConfiguration {
             metadata: None,
             warnings: config.warnings.clone(),
             mode: mode as i32,
             mode_details: if req.dry_run {
-                "Dry run: the configuration is valid; the node would install and boot with it".into()
+                "Dry run: the configuration is valid; the node would install and boot with it"
+                    .into()
             } else {
                 "Applied configuration: the node installs and boots with it".into()
             },
@@ -1463,7 +1628,9 @@ impl Node {
         }
         let _guard = self.inner.lifecycle.lock().await;
         if self.phase() != Phase::Maintenance {
-            return Err(Status::failed_precondition("the node is no longer in maintenance mode"));
+            return Err(Status::failed_precondition(
+                "the node is no longer in maintenance mode",
+            ));
         }
         self.inner
             .layout
@@ -1564,11 +1731,9 @@ mod tests {
     #[test]
     fn kubeconfig_archive_holds_one_file() {
         let archive = pack_kubeconfig(b"apiVersion: v1\n").unwrap();
-        let extracted = kforge_talos_api::extract_kubeconfig(
-            "n",
-            &kforge_secret::SecretBytes::new(archive),
-        )
-        .unwrap_or_else(|_| panic!("not extractable"));
+        let extracted =
+            kforge_talos_api::extract_kubeconfig("n", &kforge_secret::SecretBytes::new(archive))
+                .unwrap_or_else(|_| panic!("not extractable"));
         assert_eq!(extracted.expose(), "apiVersion: v1\n");
     }
 
@@ -1576,6 +1741,9 @@ mod tests {
     fn chunks_and_hostnames() {
         assert_eq!(data_chunks(&vec![1u8; 20_000]).len(), 3);
         assert!(data_chunks(&[]).is_empty());
-        assert_eq!(default_hostname("127.0.0.11".parse().unwrap()), "talos-127-0-0-11");
+        assert_eq!(
+            default_hostname("127.0.0.11".parse().unwrap()),
+            "talos-127-0-0-11"
+        );
     }
 }

@@ -168,8 +168,9 @@ pub fn control_plane_identity(
     now: SystemTime,
 ) -> Result<ApidIdentity, SimError> {
     let not_before = now - BACKDATE;
-    let server = kforge_pki::issue_apid_server_cert(bundle, hostname, sans, not_before, NODE_CERT_TTL)
-        .map_err(SimError::pki("issue the apid server certificate"))?;
+    let server =
+        kforge_pki::issue_apid_server_cert(bundle, hostname, sans, not_before, NODE_CERT_TTL)
+            .map_err(SimError::pki("issue the apid server certificate"))?;
     let client = kforge_pki::issue_talos_client_cert(
         bundle,
         &["os:impersonator"],
@@ -202,14 +203,12 @@ fn rcgen_error(operation: &'static str) -> impl FnOnce(rcgen::Error) -> SimError
 fn rcgen_sans(sans: &SubjectAltNames) -> Result<Vec<SanType>, SimError> {
     let mut out: Vec<SanType> = sans.ips.iter().map(|ip| SanType::IpAddress(*ip)).collect();
     for dns in &sans.dns_names {
-        out.push(SanType::DnsName(
-            dns.clone()
-                .try_into()
-                .map_err(|e: rcgen::Error| SimError::Certificate {
-                    operation: "build certificate SANs",
-                    reason: e.to_string(),
-                })?,
-        ));
+        out.push(SanType::DnsName(dns.clone().try_into().map_err(
+            |e: rcgen::Error| SimError::Certificate {
+                operation: "build certificate SANs",
+                reason: e.to_string(),
+            },
+        )?));
     }
     Ok(out)
 }
@@ -262,7 +261,9 @@ pub fn new_csr(
     let key = KeyPair::generate_for(&PKCS_ED25519).map_err(rcgen_error("generate a key"))?;
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
-    params.distinguished_name.push(DnType::CommonName, common_name);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
     if let Some(o) = organization {
         params.distinguished_name.push(DnType::OrganizationName, o);
     }
@@ -291,8 +292,8 @@ pub fn sign_csr(
     csr_pem: &[u8],
     now: SystemTime,
 ) -> Result<String, CsrRejected> {
-    let text = std::str::from_utf8(csr_pem)
-        .map_err(|_| CsrRejected("the CSR is not PEM text".into()))?;
+    let text =
+        std::str::from_utf8(csr_pem).map_err(|_| CsrRejected("the CSR is not PEM text".into()))?;
     let mut request = CertificateSigningRequestParams::from_pem(text)
         .map_err(|e| CsrRejected(format!("failed verifying CSR: {e}")))?;
     let orgs: Vec<String> = request
@@ -358,7 +359,10 @@ pub fn os_ca(bundle: &SecretsBundle) -> Result<(String, SecretString), SimError>
     let crt = bundle
         .os_ca_crt_pem()
         .map_err(SimError::pki("read the OS CA certificate"))?;
-    let key = SecretString::new(base64_pem("read the OS CA key", bundle.os_ca_key().expose())?);
+    let key = SecretString::new(base64_pem(
+        "read the OS CA key",
+        bundle.os_ca_key().expose(),
+    )?);
     Ok((crt, key))
 }
 
@@ -390,7 +394,8 @@ impl EtcdPki {
             .map_err(SimError::pki("issue the etcd server certificate"))?;
         let mut peer_sans = sans.clone();
         if address.is_loopback() {
-            peer_sans.push_host("127.0.0.1", "etcd peer certificate")
+            peer_sans
+                .push_host("127.0.0.1", "etcd peer certificate")
                 .map_err(SimError::pki("add a certificate SAN"))?;
         }
         let peer = kforge_pki::issue_etcd_peer_cert(bundle, hostname, &peer_sans, not_before, ttl)
@@ -443,7 +448,7 @@ pub fn server_only_config(cert: &CertKey) -> Result<Arc<ServerConfig>, SimError>
     kforge_talos_api::server_tls::maintenance_server_config(&cert.crt_pem, &cert.key_pem).map_err(
         |source| SimError::Tls {
             what: "a server without client certificates",
-            source,
+            source: Box::new(source),
         },
     )
 }
@@ -519,7 +524,8 @@ impl ClientCertVerifier for ClientAuthOnlyVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        self.inner
+            .verify_client_cert(end_entity, intermediates, now)?;
         if !is_client_auth_only(end_entity) {
             return Err(rustls::Error::InvalidCertificate(
                 CertificateError::InvalidPurpose,
@@ -615,9 +621,11 @@ mod tests {
     #[test]
     fn etcd_certificates() {
         let b = bundle();
-        let pki = EtcdPki::issue(&b, "cp-1", "127.0.3.4".parse().unwrap(), SystemTime::now()).unwrap();
+        let pki =
+            EtcdPki::issue(&b, "cp-1", "127.0.3.4".parse().unwrap(), SystemTime::now()).unwrap();
         client_config("etcd client", &pki.ca_pem, Some(&pki.client)).unwrap();
-        let maint = maintenance_certificate("127.0.3.4".parse().unwrap(), SystemTime::now()).unwrap();
+        let maint =
+            maintenance_certificate("127.0.3.4".parse().unwrap(), SystemTime::now()).unwrap();
         server_only_config(&maint).unwrap();
     }
 }

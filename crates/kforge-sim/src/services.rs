@@ -214,9 +214,7 @@ impl ServiceTable {
 }
 
 pub(crate) fn timestamp(t: SystemTime) -> prost_types::Timestamp {
-    let d = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     prost_types::Timestamp {
         seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
         nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
@@ -239,10 +237,18 @@ mod tests {
     fn states_events_and_health() {
         let mut t = ServiceTable::for_node(true);
         t.set("etcd", ServiceState::Preparing, "Running pre state");
-        t.set("etcd", ServiceState::Running, "Service started as goroutine");
+        t.set(
+            "etcd",
+            ServiceState::Running,
+            "Service started as goroutine",
+        );
         t.set_health("etcd", true, "");
         assert!(t.is_healthy("etcd"));
-        t.set("etcd", ServiceState::Finished, "Service finished successfully");
+        t.set(
+            "etcd",
+            ServiceState::Finished,
+            "Service finished successfully",
+        );
         assert!(!t.is_healthy("etcd"));
         let etcd = t.to_proto().into_iter().find(|s| s.id == "etcd").unwrap();
         assert_eq!(etcd.state, "Finished");

@@ -137,7 +137,11 @@ impl<S> GatedStream<S> {
 
     /// Ready(Ok) when open, Ready(Err) when closed, Pending (waker kept) when paused.
     fn check(&self, cx: &mut Context<'_>, write: bool) -> Poll<io::Result<()>> {
-        let slot = if write { &self.slot.write } else { &self.slot.read };
+        let slot = if write {
+            &self.slot.write
+        } else {
+            &self.slot.read
+        };
         {
             let mut w = slot.lock().unwrap_or_else(|e| e.into_inner());
             match w.as_ref() {
@@ -282,7 +286,10 @@ fn incoming(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
     gate: Gate,
-) -> (ReceiverStream<Result<TlsConnection, io::Error>>, JoinHandle<()>) {
+) -> (
+    ReceiverStream<Result<TlsConnection, io::Error>>,
+    JoinHandle<()>,
+) {
     let (tx, rx) = mpsc::channel(64);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let task = tokio::spawn(async move {
@@ -290,7 +297,7 @@ fn incoming(
         loop {
             let accepted = tokio::select! {
                 _ = tx.closed() => break,
-                open = gate.wait_closed() => { let _ = open; break }
+                () = gate.wait_closed() => break,
                 Some(_) = handshakes.join_next(), if !handshakes.is_empty() => continue,
                 accepted = listener.accept() => accepted,
             };

@@ -44,7 +44,10 @@ impl TrustdService {
 fn token_matches(presented: &str, expected: &SecretString) -> bool {
     let a = Sha256::digest(presented.as_bytes());
     let b = Sha256::digest(expected.expose().as_bytes());
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 #[tonic::async_trait]
@@ -116,18 +119,24 @@ pub async fn request_certificate(
         csr: csr_pem.as_bytes().to_vec(),
     });
     request.set_timeout(Duration::from_secs(5));
-    let value = token
-        .expose()
-        .parse()
-        .map_err(|_| fail(tonic::Code::InvalidArgument, "the token is not valid metadata".into()))?;
+    let value = token.expose().parse().map_err(|_| {
+        fail(
+            tonic::Code::InvalidArgument,
+            "the token is not valid metadata".into(),
+        )
+    })?;
     request.metadata_mut().insert("token", value);
     let response = SecurityServiceClient::new(channel)
         .certificate(request)
         .await
         .map_err(|s| fail(s.code(), s.message().to_string()))?
         .into_inner();
-    String::from_utf8(response.crt)
-        .map_err(|_| fail(tonic::Code::Internal, "the certificate is not PEM text".into()))
+    String::from_utf8(response.crt).map_err(|_| {
+        fail(
+            tonic::Code::Internal,
+            "the certificate is not PEM text".into(),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -21,8 +21,11 @@ fn binary() -> SimBinary {
 }
 
 fn secrets() -> SecretsBundle {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/talsecret.yaml"))
-        .expect("fixture secrets");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/talsecret.yaml"
+    ))
+    .expect("fixture secrets");
     SecretsBundle::from_yaml(&text).unwrap_or_else(|e| panic!("fixture secrets: {e}"))
 }
 
@@ -33,9 +36,13 @@ fn spec(name: &str, subnet: [u8; 3], cps: usize, workers: usize) -> ClusterSpec 
 }
 
 async fn client(conn: ConnectionConfig) -> TalosClient {
-    TalosClient::connect(&conn.with_retry(RetryPolicy::none()).with_call_timeout(Duration::from_secs(10)))
-        .await
-        .expect("client")
+    TalosClient::connect(
+        &conn
+            .with_retry(RetryPolicy::none())
+            .with_call_timeout(Duration::from_secs(10)),
+    )
+    .await
+    .expect("client")
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -79,51 +86,116 @@ async fn three_control_planes_and_two_workers() {
     s.worker_extra = Some(WORKER_PROFILE.into());
     s.meminfo_total = "64GiB".into();
     s.ready_delay = Duration::from_millis(200);
-    let cluster = SimCluster::start(s, &binary()).await.expect("cluster starts");
+    let cluster = SimCluster::start(s, &binary())
+        .await
+        .expect("cluster starts");
     let root = cluster.root().to_path_buf();
-    let cps: Vec<String> = cluster.control_planes().iter().map(|n| n.address.to_string()).collect();
-    let workers: Vec<String> = cluster.workers().iter().map(|n| n.address.to_string()).collect();
+    let cps: Vec<String> = cluster
+        .control_planes()
+        .iter()
+        .map(|n| n.address.to_string())
+        .collect();
+    let workers: Vec<String> = cluster
+        .workers()
+        .iter()
+        .map(|n| n.address.to_string())
+        .collect();
     let cp1 = cluster.control_planes()[0].endpoint();
 
     // ---- maintenance mode: insecure TLS, only ApplyConfiguration.
-    let maint = client(cluster.insecure_connection(&[cp1.clone()]).unwrap()).await;
+    let maint = client(
+        cluster
+            .insecure_connection(std::slice::from_ref(&cp1))
+            .unwrap(),
+    )
+    .await;
     let err = maint.version(&Targets::Endpoint).await.unwrap_err();
     assert_eq!(code_of(&err), Some(tonic::Code::Unimplemented), "{err}");
-    assert!(err.to_string().contains("API is not implemented in maintenance mode"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("API is not implemented in maintenance mode"),
+        "{err}"
+    );
     let err = maint.hostname(&Targets::Endpoint).await.unwrap_err();
     assert_eq!(code_of(&err), Some(tonic::Code::Unimplemented), "{err}");
-    let config = cluster.machine_config(ip(&cps[0])).unwrap().expose().clone();
+    let config = cluster
+        .machine_config(ip(&cps[0]))
+        .unwrap()
+        .expose()
+        .clone();
     let err = maint
-        .apply_configuration(&Targets::Endpoint, config.as_bytes(), ApplyOptions::new(ApplyMode::NoReboot))
+        .apply_configuration(
+            &Targets::Endpoint,
+            config.as_bytes(),
+            ApplyOptions::new(ApplyMode::NoReboot),
+        )
         .await
         .unwrap_err();
     assert_eq!(code_of(&err), Some(tonic::Code::Unimplemented), "{err}");
-    let broken = config.replace("type: controlplane", "type: overlord").replace("  token: ", "  tokenn: ");
+    let broken = config
+        .replace("type: controlplane", "type: overlord")
+        .replace("  token: ", "  tokenn: ");
     let err = maint
-        .apply_configuration(&Targets::Endpoint, broken.as_bytes(), ApplyOptions::new(ApplyMode::Auto))
+        .apply_configuration(
+            &Targets::Endpoint,
+            broken.as_bytes(),
+            ApplyOptions::new(ApplyMode::Auto),
+        )
         .await
         .unwrap_err();
     assert_eq!(code_of(&err), Some(tonic::Code::InvalidArgument), "{err}");
     let text = err.to_string();
-    assert!(text.contains("overlord") && text.contains("machine.token is missing"), "{text}");
+    assert!(
+        text.contains("overlord") && text.contains("machine.token is missing"),
+        "{text}"
+    );
     let mut dry = ApplyOptions::new(ApplyMode::Auto);
     dry.dry_run = true;
-    let replies = maint.apply_configuration(&Targets::Endpoint, config.as_bytes(), dry).await.unwrap();
+    let replies = maint
+        .apply_configuration(&Targets::Endpoint, config.as_bytes(), dry)
+        .await
+        .unwrap();
     assert!(replies[0].result.is_ok());
     // The dry run changed nothing: still maintenance mode.
     assert!(maint.version(&Targets::Endpoint).await.is_err());
 
     // ---- apply everywhere; afterwards only mutual TLS works.
     cluster.apply_configs().await.expect("apply");
-    cluster.wait_for_apid(Duration::from_secs(30)).await.expect("apid up");
+    cluster
+        .wait_for_apid(Duration::from_secs(30))
+        .await
+        .expect("apid up");
     let err = maint.version(&Targets::Endpoint).await.unwrap_err();
-    assert_ne!(code_of(&err), Some(tonic::Code::Unimplemented), "insecure still accepted: {err}");
+    assert_ne!(
+        code_of(&err),
+        Some(tonic::Code::Unimplemented),
+        "insecure still accepted: {err}"
+    );
 
-    let admin = client(cluster.admin_connection(&[cp1.clone()]).unwrap()).await;
-    let versions = admin.version(&Targets::nodes(&cluster.nodes().iter().map(|n| n.address.to_string()).collect::<Vec<_>>())).await.unwrap();
+    let admin = client(
+        cluster
+            .admin_connection(std::slice::from_ref(&cp1))
+            .unwrap(),
+    )
+    .await;
+    let versions = admin
+        .version(&Targets::nodes(
+            &cluster
+                .nodes()
+                .iter()
+                .map(|n| n.address.to_string())
+                .collect::<Vec<_>>(),
+        ))
+        .await
+        .unwrap();
     assert_eq!(versions.len(), 5);
     for v in &versions {
-        assert_eq!(v.result.as_ref().expect("version").tag, "v1.12.0", "{}", v.node);
+        assert_eq!(
+            v.result.as_ref().expect("version").tag,
+            "v1.12.0",
+            "{}",
+            v.node
+        );
     }
     let hostnames = admin.hostname(&Targets::nodes(&workers)).await.unwrap();
     assert_eq!(hostnames[0].result.as_ref().unwrap(), "w-1");
@@ -131,10 +203,15 @@ async fn three_control_planes_and_two_workers() {
     // ---- workers refuse Bootstrap for good; the first control plane bootstraps once.
     let mut raw = admin.machine_service();
     let mut req = tonic::Request::new(pb::BootstrapRequest::default());
-    req.metadata_mut().insert("node", workers[0].parse().unwrap());
+    req.metadata_mut()
+        .insert("node", workers[0].parse().unwrap());
     let err = raw.bootstrap(req).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
-    assert!(!err.message().contains("not available yet"), "{}", err.message());
+    assert!(
+        !err.message().contains("not available yet"),
+        "{}",
+        err.message()
+    );
 
     let outcome = cluster.bootstrap().await.expect("bootstrap");
     assert_eq!(outcome, BootstrapOutcome::Bootstrapped);
@@ -144,19 +221,31 @@ async fn three_control_planes_and_two_workers() {
     assert_eq!(err.code(), tonic::Code::AlreadyExists);
     assert_eq!(err.message(), "etcd data directory is not empty");
     assert_eq!(
-        admin.bootstrap(&Targets::Endpoint, BootstrapOptions::default()).await.unwrap(),
+        admin
+            .bootstrap(&Targets::Endpoint, BootstrapOptions::default())
+            .await
+            .unwrap(),
         BootstrapOutcome::AlreadyBootstrapped
     );
 
     // ---- the other control planes join by themselves: three real members.
-    let members = cluster.wait_for_etcd_members(3, Duration::from_secs(40)).await.expect("3 members");
+    let members = cluster
+        .wait_for_etcd_members(3, Duration::from_secs(40))
+        .await
+        .expect("3 members");
     let mut names: Vec<String> = members.iter().map(|m| m.hostname.clone()).collect();
     names.sort();
     assert_eq!(names, ["cp-1", "cp-2", "cp-3"]);
 
     // Fan-out through one node: each reply names its target; all agree.
-    let lists = admin.etcd_member_list(&Targets::nodes(&cps), false).await.unwrap();
-    assert_eq!(lists.iter().map(|r| r.node.clone()).collect::<Vec<_>>(), cps);
+    let lists = admin
+        .etcd_member_list(&Targets::nodes(&cps), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        lists.iter().map(|r| r.node.clone()).collect::<Vec<_>>(),
+        cps
+    );
     let ids = |m: &kforge_talos_api::EtcdMembers| {
         let mut v: Vec<u64> = m.members.iter().map(|x| x.id).collect();
         v.sort();
@@ -164,7 +253,12 @@ async fn three_control_planes_and_two_workers() {
     };
     let first = ids(lists[0].result.as_ref().expect("members"));
     for l in &lists {
-        assert_eq!(ids(l.result.as_ref().expect("members")), first, "{}", l.node);
+        assert_eq!(
+            ids(l.result.as_ref().expect("members")),
+            first,
+            "{}",
+            l.node
+        );
     }
     // apid's rewrite, on the wire: metadata.hostname is the target as given.
     let mut req = tonic::Request::new(pb::EtcdMemberListRequest { query_local: false });
@@ -172,34 +266,70 @@ async fn three_control_planes_and_two_workers() {
         req.metadata_mut().append("nodes", n.parse().unwrap());
     }
     let wire = raw.etcd_member_list(req).await.unwrap().into_inner();
-    let hosts: Vec<String> = wire.messages.iter().map(|m| m.metadata.clone().unwrap_or_default().hostname).collect();
+    let hosts: Vec<String> = wire
+        .messages
+        .iter()
+        .map(|m| m.metadata.clone().unwrap_or_default().hostname)
+        .collect();
     assert_eq!(hosts, cps);
     // A failing backend becomes metadata.error instead of failing the call.
-    let mixed = admin.etcd_member_list(&Targets::nodes(&[cps[1].clone(), workers[0].clone()]), false).await.unwrap();
+    let mixed = admin
+        .etcd_member_list(
+            &Targets::nodes(&[cps[1].clone(), workers[0].clone()]),
+            false,
+        )
+        .await
+        .unwrap();
     assert!(mixed[0].result.is_ok());
     let werr = mixed[1].result.as_ref().unwrap_err();
     assert_eq!(werr.code, Some(tonic::Code::FailedPrecondition), "{werr:?}");
     // One-to-one through a worker (its identity came from trustd).
-    let via_worker = client(cluster.admin_connection(&[cluster.workers()[0].endpoint()]).unwrap()).await;
-    let one = via_worker.etcd_member_list(&Targets::Node(cps[2].clone()), false).await.unwrap();
+    let via_worker = client(
+        cluster
+            .admin_connection(&[cluster.workers()[0].endpoint()])
+            .unwrap(),
+    )
+    .await;
+    let one = via_worker
+        .etcd_member_list(&Targets::Node(cps[2].clone()), false)
+        .await
+        .unwrap();
     assert_eq!(ids(one[0].result.as_ref().unwrap()), first);
 
     // ---- tuning on the worker: cmdline and huge pages follow the profile.
     let w1 = &workers[0];
-    let cmdline = admin.read(&Targets::Node(w1.clone()), "/proc/cmdline").await.unwrap();
+    let cmdline = admin
+        .read(&Targets::Node(w1.clone()), "/proc/cmdline")
+        .await
+        .unwrap();
     let cmdline = String::from_utf8(cmdline[0].result.clone().unwrap()).unwrap();
-    assert!(cmdline.contains("hugepagesz=2M") && cmdline.contains("hugepages=4096"), "{cmdline}");
-    let mem = admin.memory(&Targets::nodes(std::slice::from_ref(w1))).await.unwrap();
+    assert!(
+        cmdline.contains("hugepagesz=2M") && cmdline.contains("hugepages=4096"),
+        "{cmdline}"
+    );
+    let mem = admin
+        .memory(&Targets::nodes(std::slice::from_ref(w1)))
+        .await
+        .unwrap();
     let mem = mem[0].result.as_ref().unwrap();
     assert_eq!((mem.hugepagestotal, mem.hugepagesize), (4096, 2048));
     assert_eq!(mem.memtotal, 64 * 1024 * 1024);
-    let meminfo = admin.read(&Targets::Node(w1.clone()), "/proc/meminfo").await.unwrap();
+    let meminfo = admin
+        .read(&Targets::Node(w1.clone()), "/proc/meminfo")
+        .await
+        .unwrap();
     let meminfo = String::from_utf8(meminfo[0].result.clone().unwrap()).unwrap();
     assert!(meminfo.contains("HugePages_Total:    4096"), "{meminfo}");
     let cp_mem = admin.memory(&Targets::Node(cps[1].clone())).await.unwrap();
     assert_eq!(cp_mem[0].result.as_ref().unwrap().hugepagestotal, 0);
-    let stored = admin.read(&Targets::Node(w1.clone()), "/system/state/config.yaml").await.unwrap();
-    assert_eq!(stored[0].result.as_ref().unwrap(), cluster.machine_config(ip(w1)).unwrap().expose().as_bytes());
+    let stored = admin
+        .read(&Targets::Node(w1.clone()), "/system/state/config.yaml")
+        .await
+        .unwrap();
+    assert_eq!(
+        stored[0].result.as_ref().unwrap(),
+        cluster.machine_config(ip(w1)).unwrap().expose().as_bytes()
+    );
     let missing = admin.read(&Targets::Node(w1.clone()), "/etc/shadow").await;
     let missing_code = match missing {
         Err(e) => code_of(&e),
@@ -208,44 +338,107 @@ async fn three_control_planes_and_two_workers() {
     assert_eq!(missing_code, Some(tonic::Code::NotFound));
 
     // ---- services.
-    let services = admin.service_list(&Targets::nodes(&[cps[0].clone(), w1.clone()])).await.unwrap();
+    let services = admin
+        .service_list(&Targets::nodes(&[cps[0].clone(), w1.clone()]))
+        .await
+        .unwrap();
     let cp_services = services[0].result.as_ref().unwrap();
-    let etcd = cp_services.iter().find(|s| s.id == "etcd").expect("etcd service");
+    let etcd = cp_services
+        .iter()
+        .find(|s| s.id == "etcd")
+        .expect("etcd service");
     assert_eq!(etcd.state, "Running");
     wait_until("etcd healthy on cp-1", Duration::from_secs(10), || async {
-        let s = admin.service_list(&Targets::Node(cps[0].clone())).await.unwrap();
-        s[0].result.as_ref().unwrap().iter().any(|s| s.id == "etcd" && s.health.healthy)
+        let s = admin
+            .service_list(&Targets::Node(cps[0].clone()))
+            .await
+            .unwrap();
+        s[0].result
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|s| s.id == "etcd" && s.health.healthy)
     })
     .await;
     let w_services = services[1].result.as_ref().unwrap();
-    assert!(w_services.iter().all(|s| s.id != "etcd" && s.id != "trustd"));
-    assert!(w_services.iter().any(|s| s.id == "kubelet" && s.state == "Running"));
+    assert!(
+        w_services
+            .iter()
+            .all(|s| s.id != "etcd" && s.id != "trustd")
+    );
+    assert!(
+        w_services
+            .iter()
+            .any(|s| s.id == "kubelet" && s.state == "Running")
+    );
 
     // ---- kubeconfig: parses, chains to the Kubernetes CA, kubectl reads it.
-    let kubeconfig = admin.kubeconfig(&Targets::Node(cps[1].clone())).await.expect("kubeconfig");
-    check_kubeconfig(&cluster, kubeconfig.expose(), &format!("https://{}:6443", cps[0]));
+    let kubeconfig = admin
+        .kubeconfig(&Targets::Node(cps[1].clone()))
+        .await
+        .expect("kubeconfig");
+    check_kubeconfig(
+        &cluster,
+        kubeconfig.expose(),
+        &format!("https://{}:6443", cps[0]),
+    );
 
     // ---- quorum: one etcd down keeps it, two lose it.
     let etcd1 = cluster.etcd_client(ip(&cps[0])).unwrap();
-    etcd1.put(b"/kforge/before", b"1").await.expect("put with three members");
-    admin.service(&Targets::Node(cps[2].clone()), ServiceAction::Stop, "etcd").await.unwrap();
-    etcd1.put(b"/kforge/one-down", b"1").await.expect("put with one member down");
-    let s = admin.service_list(&Targets::Node(cps[2].clone())).await.unwrap();
-    let etcd3 = s[0].result.as_ref().unwrap().iter().find(|s| s.id == "etcd").unwrap().clone();
+    etcd1
+        .put(b"/kforge/before", b"1")
+        .await
+        .expect("put with three members");
+    admin
+        .service(&Targets::Node(cps[2].clone()), ServiceAction::Stop, "etcd")
+        .await
+        .unwrap();
+    etcd1
+        .put(b"/kforge/one-down", b"1")
+        .await
+        .expect("put with one member down");
+    let s = admin
+        .service_list(&Targets::Node(cps[2].clone()))
+        .await
+        .unwrap();
+    let etcd3 = s[0]
+        .result
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|s| s.id == "etcd")
+        .unwrap()
+        .clone();
     assert_eq!(etcd3.state, "Finished");
-    admin.service(&Targets::Node(cps[1].clone()), ServiceAction::Stop, "etcd").await.unwrap();
-    let lost = etcd1.clone().with_timeout(Duration::from_secs(2)).put(b"/kforge/two-down", b"1").await;
+    admin
+        .service(&Targets::Node(cps[1].clone()), ServiceAction::Stop, "etcd")
+        .await
+        .unwrap();
+    let lost = etcd1
+        .clone()
+        .with_timeout(Duration::from_secs(2))
+        .put(b"/kforge/two-down", b"1")
+        .await;
     assert!(lost.is_err(), "a put succeeded without quorum");
     // The processes are really gone.
     let pids = pgrep(&format!("{}/{}/ephemeral/etcd", root.display(), cps[1]));
     assert!(pids.is_empty(), "etcd of cp-2 still running: {pids:?}");
-    admin.service(&Targets::Node(cps[1].clone()), ServiceAction::Start, "etcd").await.unwrap();
-    admin.service(&Targets::Node(cps[2].clone()), ServiceAction::Start, "etcd").await.unwrap();
+    admin
+        .service(&Targets::Node(cps[1].clone()), ServiceAction::Start, "etcd")
+        .await
+        .unwrap();
+    admin
+        .service(&Targets::Node(cps[2].clone()), ServiceAction::Start, "etcd")
+        .await
+        .unwrap();
     wait_until("quorum back", Duration::from_secs(15), || async {
         etcd1.put(b"/kforge/back", b"1").await.is_ok()
     })
     .await;
-    assert_eq!(etcd1.get(b"/kforge/one-down").await.unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(
+        etcd1.get(b"/kforge/one-down").await.unwrap().as_deref(),
+        Some(&b"1"[..])
+    );
 
     // ---- reset a worker: back to maintenance mode.
     let w2 = cluster.workers()[1].endpoint();
@@ -253,7 +446,10 @@ async fn three_control_planes_and_two_workers() {
         reboot: true,
         ..ResetOptions::default()
     };
-    admin.reset(&Targets::Node(workers[1].clone()), &reset).await.unwrap();
+    admin
+        .reset(&Targets::Node(workers[1].clone()), &reset)
+        .await
+        .unwrap();
     let maint2 = client(cluster.insecure_connection(&[w2]).unwrap()).await;
     wait_until("worker back in maintenance mode", Duration::from_secs(15), || async {
         matches!(maint2.version(&Targets::Endpoint).await, Err(e) if e.to_string().contains("maintenance mode"))
@@ -282,16 +478,25 @@ fn pgrep(pattern: &str) -> Vec<String> {
 
 fn check_kubeconfig(cluster: &SimCluster, text: &str, server: &str) {
     use base64::Engine;
-    let doc = kforge_yaml::parse(text).expect("kubeconfig is YAML").to_value();
+    let doc = kforge_yaml::parse(text)
+        .expect("kubeconfig is YAML")
+        .to_value();
     assert_eq!(doc["clusters"][0]["cluster"]["server"], server);
-    let crt_b64 = doc["users"][0]["user"]["client-certificate-data"].as_str().expect("client cert");
-    let crt_pem = base64::engine::general_purpose::STANDARD.decode(crt_b64).unwrap();
+    let crt_b64 = doc["users"][0]["user"]["client-certificate-data"]
+        .as_str()
+        .expect("client cert");
+    let crt_pem = base64::engine::general_purpose::STANDARD
+        .decode(crt_b64)
+        .unwrap();
     let crt_der = pem::parse(&crt_pem).unwrap().into_contents();
-    let ca_der = pem::parse(cluster.bundle().k8s_ca_crt_pem().unwrap()).unwrap().into_contents();
+    let ca_der = pem::parse(cluster.bundle().k8s_ca_crt_pem().unwrap())
+        .unwrap()
+        .into_contents();
     let (_, crt) = X509Certificate::from_der(&crt_der).unwrap();
     let (_, ca) = X509Certificate::from_der(&ca_der).unwrap();
     assert_eq!(crt.issuer(), ca.subject());
-    crt.verify_signature(Some(ca.public_key())).expect("signed by the Kubernetes CA");
+    crt.verify_signature(Some(ca.public_key()))
+        .expect("signed by the Kubernetes CA");
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("kubeconfig");
@@ -302,7 +507,11 @@ fn check_kubeconfig(cluster: &SimCluster, text: &str, server: &str) {
         .args(["-o", "jsonpath={.clusters[0].cluster.server}"])
         .output()
         .expect("kubectl is needed (install kubectl)");
-    assert!(out.status.success(), "kubectl: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "kubectl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), server);
 }
 
@@ -316,7 +525,9 @@ fn forged_cert(
     use rcgen::{CertificateParams, DnType, IsCa, Issuer, KeyPair, PKCS_ED25519};
     let key = KeyPair::generate_for(&PKCS_ED25519).unwrap();
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::OrganizationName, org);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, org);
     params.extended_key_usages = usages.to_vec();
     params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
     let cert = match ca {
@@ -329,13 +540,18 @@ fn forged_cert(
         None => {
             let ca_key = KeyPair::generate_for(&PKCS_ED25519).unwrap();
             let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-            ca_params.distinguished_name.push(DnType::OrganizationName, "talos");
+            ca_params
+                .distinguished_name
+                .push(DnType::OrganizationName, "talos");
             ca_params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
             let issuer = Issuer::new(ca_params, ca_key);
             params.signed_by(&key, &issuer).unwrap()
         }
     };
-    (cert.pem(), kforge_secret::SecretString::new(key.serialize_pem()))
+    (
+        cert.pem(),
+        kforge_secret::SecretString::new(key.serialize_pem()),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -343,48 +559,103 @@ async fn bootstrap_waits_for_readiness_and_the_api_is_locked_down() {
     use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
     let mut s = spec("sim-sec", [127, 201, 2], 1, 0);
     s.ready_delay = Duration::from_secs(2);
-    let cluster = SimCluster::start(s, &binary()).await.expect("cluster starts");
+    let cluster = SimCluster::start(s, &binary())
+        .await
+        .expect("cluster starts");
     let cp = cluster.control_planes()[0].endpoint();
     cluster.apply_configs().await.expect("apply");
-    cluster.wait_for_apid(Duration::from_secs(20)).await.expect("apid up");
+    cluster
+        .wait_for_apid(Duration::from_secs(20))
+        .await
+        .expect("apid up");
 
     // Still booting: Bootstrap is not available yet (and retryable).
-    let admin = client(cluster.admin_connection(&[cp.clone()]).unwrap()).await;
-    let err = admin.machine_service().bootstrap(pb::BootstrapRequest::default()).await.unwrap_err();
+    let admin = client(cluster.admin_connection(std::slice::from_ref(&cp)).unwrap()).await;
+    let err = admin
+        .machine_service()
+        .bootstrap(pb::BootstrapRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
     assert_eq!(err.message(), "bootstrap is not available yet");
     // kforge's client retries through it.
     assert_eq!(
-        admin.bootstrap(&Targets::Endpoint, BootstrapOptions::default()).await.unwrap(),
+        admin
+            .bootstrap(&Targets::Endpoint, BootstrapOptions::default())
+            .await
+            .unwrap(),
         BootstrapOutcome::Bootstrapped
     );
-    cluster.wait_for_etcd_members(1, Duration::from_secs(20)).await.expect("etcd up");
+    cluster
+        .wait_for_etcd_members(1, Duration::from_secs(20))
+        .await
+        .expect("etcd up");
 
     // A client certificate from another CA.
     let ca_pem = cluster.bundle().os_ca_crt_pem().unwrap();
     let (crt, key) = forged_cert(None, "os:admin", &[ClientAuth]);
-    let other_ca = client(ConnectionConfig::mutual_tls(&[cp.clone()], &ca_pem, &crt, &key).unwrap()).await;
-    assert!(other_ca.version(&Targets::Endpoint).await.is_err(), "foreign CA accepted");
+    let other_ca = client(
+        ConnectionConfig::mutual_tls(std::slice::from_ref(&cp), &ca_pem, &crt, &key).unwrap(),
+    )
+    .await;
+    assert!(
+        other_ca.version(&Targets::Endpoint).await.is_err(),
+        "foreign CA accepted"
+    );
     // From the OS CA but with ServerAuth, alone or next to ClientAuth.
     let (os_ca, os_key) = kforge_sim::pki::os_ca(cluster.bundle()).unwrap();
     for usages in [&[ServerAuth][..], &[ServerAuth, ClientAuth][..]] {
         let (crt, key) = forged_cert(Some((&os_ca, &os_key)), "os:admin", usages);
-        let c = client(ConnectionConfig::mutual_tls(&[cp.clone()], &ca_pem, &crt, &key).unwrap()).await;
-        assert!(c.version(&Targets::Endpoint).await.is_err(), "{usages:?} accepted");
+        let c = client(
+            ConnectionConfig::mutual_tls(std::slice::from_ref(&cp), &ca_pem, &crt, &key).unwrap(),
+        )
+        .await;
+        assert!(
+            c.version(&Targets::Endpoint).await.is_err(),
+            "{usages:?} accepted"
+        );
     }
     // The control: a correct ClientAuth-only admin certificate forged the same way works.
     let (crt, key) = forged_cert(Some((&os_ca, &os_key)), "os:admin", &[ClientAuth]);
-    let good = client(ConnectionConfig::mutual_tls(&[cp.clone()], &ca_pem, &crt, &key).unwrap()).await;
+    let good = client(
+        ConnectionConfig::mutual_tls(std::slice::from_ref(&cp), &ca_pem, &crt, &key).unwrap(),
+    )
+    .await;
     assert!(good.version(&Targets::Endpoint).await.is_ok());
 
     // os:reader reads, but may not change anything or read files.
-    let reader = client(cluster.connection_with_roles(&[cp.clone()], &["os:reader"]).unwrap()).await;
+    let reader = client(
+        cluster
+            .connection_with_roles(std::slice::from_ref(&cp), &["os:reader"])
+            .unwrap(),
+    )
+    .await;
     assert!(reader.version(&Targets::Endpoint).await.is_ok());
-    assert!(reader.etcd_member_list(&Targets::Endpoint, false).await.is_ok());
+    assert!(
+        reader
+            .etcd_member_list(&Targets::Endpoint, false)
+            .await
+            .is_ok()
+    );
     for result in [
-        reader.bootstrap(&Targets::Endpoint, BootstrapOptions { retry: RetryPolicy::none(), ..Default::default() }).await.map(|_| ()),
-        reader.reboot(&Targets::Endpoint, kforge_talos_api::RebootMode::Default).await.map(|_| ()),
-        reader.read(&Targets::Endpoint, "/proc/cmdline").await.map(|_| ()),
+        reader
+            .bootstrap(
+                &Targets::Endpoint,
+                BootstrapOptions {
+                    retry: RetryPolicy::none(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map(|_| ()),
+        reader
+            .reboot(&Targets::Endpoint, kforge_talos_api::RebootMode::Default)
+            .await
+            .map(|_| ()),
+        reader
+            .read(&Targets::Endpoint, "/proc/cmdline")
+            .await
+            .map(|_| ()),
         reader.kubeconfig(&Targets::Endpoint).await.map(|_| ()),
     ] {
         let err = result.unwrap_err();
@@ -401,11 +672,20 @@ async fn bootstrap_waits_for_readiness_and_the_api_is_locked_down() {
     {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut tcp = tokio::net::TcpStream::connect(&cp).await.unwrap();
-        tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
+        tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
         let mut buf = vec![0u8; 64];
-        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await.unwrap().unwrap_or(0);
+        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap_or(0);
         // Nothing, or a TLS alert record: never an HTTP/2 frame.
-        assert!(n == 0 || buf[0] == 0x15, "plain TCP got an answer: {:?}", &buf[..n]);
+        assert!(
+            n == 0 || buf[0] == 0x15,
+            "plain TCP got an answer: {:?}",
+            &buf[..n]
+        );
     }
 }
 
@@ -417,7 +697,7 @@ async fn restarts_crashes_and_faults() {
     let addr = cluster.control_planes()[0].address;
     let cp = cluster.control_planes()[0].endpoint();
     let data_dir = format!("{}/{addr}/ephemeral/etcd", root.display());
-    let admin = client(cluster.admin_connection(&[cp.clone()]).unwrap()).await;
+    let admin = client(cluster.admin_connection(std::slice::from_ref(&cp)).unwrap()).await;
     let member_id = || async {
         match admin.etcd_status(&Targets::Endpoint).await {
             Ok(r) => r[0].result.as_ref().ok().map(|s| s.member_id),
@@ -426,7 +706,10 @@ async fn restarts_crashes_and_faults() {
     };
     let id = member_id().await.expect("member id");
     let same_member = async |what: &str| {
-        wait_until(what, Duration::from_secs(20), || async { member_id().await == Some(id) }).await;
+        wait_until(what, Duration::from_secs(20), || async {
+            member_id().await == Some(id)
+        })
+        .await;
     };
 
     // Killed outright (with its etcd) and restarted on the same state: configured, same member.
@@ -435,20 +718,36 @@ async fn restarts_crashes_and_faults() {
     assert!(pgrep(&data_dir).is_empty());
     node.start().await.expect("restart");
     same_member("the same etcd member after a kill").await;
-    let insecure = client(cluster.insecure_connection(&[cp.clone()]).unwrap()).await;
-    assert!(insecure.version(&Targets::Endpoint).await.is_err(), "maintenance mode after restart");
+    let insecure = client(
+        cluster
+            .insecure_connection(std::slice::from_ref(&cp))
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        insecure.version(&Targets::Endpoint).await.is_err(),
+        "maintenance mode after restart"
+    );
 
     // Only the node process dies: its orphaned etcd is found by pidfile and killed.
     let node = cluster.node_mut(addr).unwrap();
     let old_etcd = pgrep(&data_dir);
     assert_eq!(old_etcd.len(), 1, "{old_etcd:?}");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(node.pid().unwrap() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(node.pid().unwrap() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     wait_until("the node process to die", Duration::from_secs(5), || {
         let running = node.is_running();
         async move { !running }
     })
     .await;
-    assert_eq!(pgrep(&data_dir), old_etcd, "etcd should outlive a SIGKILLed node");
+    assert_eq!(
+        pgrep(&data_dir),
+        old_etcd,
+        "etcd should outlive a SIGKILLed node"
+    );
     node.start().await.expect("restart after SIGKILL");
     same_member("the same etcd member after an orphaned etcd").await;
     let now = pgrep(&data_dir);
@@ -471,22 +770,37 @@ async fn restarts_crashes_and_faults() {
     let node = cluster.node(addr).unwrap();
     node.control().send("refuse on").await.unwrap();
     let refused = tokio::net::TcpStream::connect(&cp).await;
-    assert_eq!(refused.unwrap_err().kind(), std::io::ErrorKind::ConnectionRefused);
+    assert_eq!(
+        refused.unwrap_err().kind(),
+        std::io::ErrorKind::ConnectionRefused
+    );
     node.control().send("refuse off").await.unwrap();
-    wait_until("apid back", Duration::from_secs(10), || async { admin.version(&Targets::Endpoint).await.is_ok() }).await;
+    wait_until("apid back", Duration::from_secs(10), || async {
+        admin.version(&Targets::Endpoint).await.is_ok()
+    })
+    .await;
 
     // Pause: TCP is accepted but nothing answers; etcd is frozen too.
     node.control().send("pause on").await.unwrap();
     assert!(tokio::net::TcpStream::connect(&cp).await.is_ok());
     let slow = admin.with_call_timeout(Duration::from_secs(1));
     let err = slow.version(&Targets::Endpoint).await.unwrap_err();
-    assert!(matches!(err, kforge_talos_api::Error::DeadlineExceeded { .. }), "{err}");
-    let etcd = cluster.etcd_client(addr).unwrap().with_timeout(Duration::from_secs(1));
+    assert!(
+        matches!(err, kforge_talos_api::Error::DeadlineExceeded { .. }),
+        "{err}"
+    );
+    let etcd = cluster
+        .etcd_client(addr)
+        .unwrap()
+        .with_timeout(Duration::from_secs(1));
     assert!(etcd.get(b"x").await.is_err(), "a frozen etcd answered");
     let status = node.control().send("status").await.unwrap();
     assert!(status.contains("\"pause\":true"), "{status}");
     node.control().send("pause off").await.unwrap();
-    wait_until("answers after pause", Duration::from_secs(10), || async { admin.version(&Targets::Endpoint).await.is_ok() }).await;
+    wait_until("answers after pause", Duration::from_secs(10), || async {
+        admin.version(&Targets::Endpoint).await.is_ok()
+    })
+    .await;
     same_member("etcd after the pause").await;
 
     // Graceful stop (SIGTERM) stops etcd too.
