@@ -1414,21 +1414,36 @@ impl Node {
         });
     }
 
-    /// Reset: a graceful reset of a control-plane node leaves etcd first (an error if
-    /// that fails); then, after the answer, the node wipes STATE and EPHEMERAL and
+    /// Reset: answered at once (Talos runs the reset sequence in the background). A
+    /// graceful reset of a control-plane node first leaves etcd — refused up front when
+    /// etcd cannot be asked; retried while etcd calls the cluster unhealthy; the reset is
+    /// abandoned if leaving keeps failing. Then the node wipes STATE and EPHEMERAL and
     /// reboots into maintenance mode, or halts (`reboot: false`).
     pub(crate) async fn local_reset(
         &self,
         applied: &Applied,
         req: &pb::ResetRequest,
     ) -> Result<(), Status> {
-        if req.graceful && applied.is_control_plane() && self.st().etcd.is_some() {
-            self.leave_etcd(applied).await?;
-        }
+        let leave = if req.graceful && applied.is_control_plane() && self.st().etcd.is_some() {
+            let client = self.etcd_for_rpc(applied)?;
+            let status = client
+                .status()
+                .await
+                .map_err(|e| Status::failed_precondition(format!("failed to leave etcd: {e}")))?;
+            Some((client, status.header.map(|h| h.member_id).unwrap_or(0)))
+        } else {
+            None
+        };
         let node = self.clone();
         let reboot = req.reboot;
         tokio::spawn(async move {
             tokio::time::sleep(ANSWER_GRACE).await;
+            if let Some((client, id)) = leave {
+                if let Err(e) = node.leave_etcd(&client, id).await {
+                    node.log(&format!("reset abandoned: cannot leave etcd: {e}"));
+                    return;
+                }
+            }
             let _guard = node.inner.lifecycle.lock().await;
             node.log(if reboot {
                 "reset: wiping and rebooting"
@@ -1448,27 +1463,31 @@ impl Node {
         Ok(())
     }
 
-    async fn leave_etcd(&self, applied: &Applied) -> Result<(), Status> {
-        let client = self.etcd_for_rpc(applied)?;
-        let status = client
-            .status()
-            .await
-            .map_err(|e| Status::failed_precondition(format!("failed to leave etcd: {e}")))?;
-        let my_id = status.header.map(|h| h.member_id).unwrap_or(0);
-        let members = client
-            .member_list()
-            .await
-            .map_err(|e| Status::failed_precondition(format!("failed to leave etcd: {e}")))?;
-        if members.len() <= 1 {
-            return Ok(());
+    /// Removes member `id` (this node) from etcd, then stops etcd. The last member just
+    /// stops.
+    async fn leave_etcd(&self, client: &EtcdClient, id: u64) -> Result<(), SimError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let members = client.member_list().await?;
+            if members.len() <= 1 {
+                break;
+            }
+            match client.member_remove(id).await {
+                Ok(()) => {
+                    self.log(&format!("etcd: left the cluster (member {id:x} removed)"));
+                    break;
+                }
+                // etcd refuses membership changes until every member has been connected
+                // for a while (strict reconfiguration check); that passes.
+                Err(SimError::Etcd { message, .. })
+                    if message.contains("unhealthy cluster")
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(POLL_INTERVAL).await;
+                }
+                Err(e) => return Err(e),
+            }
         }
-        client
-            .member_remove(my_id)
-            .await
-            .map_err(|e| Status::failed_precondition(format!("failed to leave etcd: {e}")))?;
-        self.log(&format!(
-            "etcd: left the cluster (member {my_id:x} removed)"
-        ));
         self.stop_etcd().await;
         Ok(())
     }

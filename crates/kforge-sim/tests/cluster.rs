@@ -337,6 +337,52 @@ async fn three_control_planes_and_two_workers() {
     };
     assert_eq!(missing_code, Some(tonic::Code::NotFound));
 
+    // A config change without reboot: the sysctl resizes the huge page pool at once.
+    let w1_config = cluster.machine_config(ip(w1)).unwrap().expose().clone();
+    let fewer = w1_config.replace("vm.nr_hugepages: \"4096\"", "vm.nr_hugepages: \"1024\"");
+    assert_ne!(fewer, w1_config, "the profile's sysctl is in the config");
+    let applied = admin
+        .apply_configuration(
+            &Targets::Node(w1.clone()),
+            fewer.as_bytes(),
+            ApplyOptions::new(ApplyMode::NoReboot),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        applied[0].result.as_ref().unwrap().mode,
+        Some(ApplyMode::NoReboot)
+    );
+    let mem = admin.memory(&Targets::Node(w1.clone())).await.unwrap();
+    assert_eq!(mem[0].result.as_ref().unwrap().hugepagestotal, 1024);
+    // A worker config cannot turn a control plane into a worker.
+    let err = admin
+        .apply_configuration(
+            &Targets::Node(cps[1].clone()),
+            w1_config.as_bytes(),
+            ApplyOptions::new(ApplyMode::Auto),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&err), Some(tonic::Code::InvalidArgument), "{err}");
+    // Fan-out of a stream: each node's chunks are labelled with its address.
+    let cmdlines = admin
+        .read(
+            &Targets::nodes(&[w1.clone(), cps[0].clone()]),
+            "/proc/cmdline",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        cmdlines.iter().map(|r| r.node.clone()).collect::<Vec<_>>(),
+        [w1.clone(), cps[0].clone()]
+    );
+    let cp_cmdline = String::from_utf8(cmdlines[1].result.clone().unwrap()).unwrap();
+    assert!(
+        cp_cmdline.contains("talos.platform=metal") && !cp_cmdline.contains("hugepages="),
+        "{cp_cmdline}"
+    );
+
     // ---- services.
     let services = admin
         .service_list(&Targets::nodes(&[cps[0].clone(), w1.clone()]))
@@ -455,6 +501,57 @@ async fn three_control_planes_and_two_workers() {
         matches!(maint2.version(&Targets::Endpoint).await, Err(e) if e.to_string().contains("maintenance mode"))
     })
     .await;
+
+    // ---- graceful reset of a control plane leaves etcd first; re-applied, it joins again.
+    admin
+        .reset(&Targets::Node(cps[2].clone()), &reset)
+        .await
+        .unwrap();
+    wait_until("cp-3 to leave etcd", Duration::from_secs(30), || async {
+        let Ok(list) = admin
+            .etcd_member_list(&Targets::Node(cps[0].clone()), false)
+            .await
+        else {
+            return false;
+        };
+        let names: Vec<String> = list[0]
+            .result
+            .as_ref()
+            .map(|m| m.members.iter().map(|m| m.hostname.clone()).collect())
+            .unwrap_or_default();
+        names.len() == 2 && !names.contains(&"cp-3".to_string())
+    })
+    .await;
+    let maint3 = client(
+        cluster
+            .insecure_connection(&[cluster.control_planes()[2].endpoint()])
+            .unwrap(),
+    )
+    .await;
+    let cp3_config = cluster
+        .machine_config(ip(&cps[2]))
+        .unwrap()
+        .expose()
+        .clone();
+    wait_until(
+        "cp-3 in maintenance mode",
+        Duration::from_secs(15),
+        || async {
+            maint3
+                .apply_configuration(
+                    &Targets::Endpoint,
+                    cp3_config.as_bytes(),
+                    ApplyOptions::new(ApplyMode::Auto),
+                )
+                .await
+                .is_ok()
+        },
+    )
+    .await;
+    cluster
+        .wait_for_etcd_members(3, Duration::from_secs(30))
+        .await
+        .expect("cp-3 rejoined");
 
     // ---- nothing outlives the cluster.
     assert!(!pgrep(&root.display().to_string()).is_empty());
@@ -802,6 +899,26 @@ async fn restarts_crashes_and_faults() {
     })
     .await;
     same_member("etcd after the pause").await;
+
+    // Reboot through the API: the node goes away for the boot delay, then comes back.
+    node.control().send("boot-delay 2s").await.unwrap();
+    admin
+        .reboot(&Targets::Endpoint, kforge_talos_api::RebootMode::Default)
+        .await
+        .unwrap();
+    wait_until("the node to go down", Duration::from_secs(5), || async {
+        tokio::net::TcpStream::connect(&cp).await.is_err()
+    })
+    .await;
+    node.control().send("boot-delay 300ms").await.unwrap();
+    same_member("etcd after a reboot").await;
+    // Upgrade: the node reboots into the new version.
+    let upgrade = kforge_talos_api::UpgradeOptions::new("ghcr.io/siderolabs/installer:v1.12.7");
+    admin.upgrade(&Targets::Endpoint, &upgrade).await.unwrap();
+    wait_until("the upgraded version", Duration::from_secs(20), || async {
+        matches!(admin.version(&Targets::Endpoint).await, Ok(v) if v[0].result.as_ref().is_ok_and(|v| v.tag == "v1.12.7"))
+    })
+    .await;
 
     // Graceful stop (SIGTERM) stops etcd too.
     let node = cluster.node_mut(addr).unwrap();
