@@ -16,6 +16,28 @@ use kforge_talos_api::{
 };
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+/// `expect` that shows the error and its causes (Display), not just a Debug dump.
+trait OrFail<T> {
+    fn or_fail(self, what: &str) -> T;
+}
+
+impl<T, E: std::error::Error> OrFail<T> for Result<T, E> {
+    fn or_fail(self, what: &str) -> T {
+        match self {
+            Ok(v) => v,
+            Err(e) => {
+                let mut text = format!("{what}: {e}");
+                let mut source = e.source();
+                while let Some(cause) = source {
+                    text.push_str(&format!("\nCaused by: {cause}"));
+                    source = cause.source();
+                }
+                panic!("{text}");
+            }
+        }
+    }
+}
+
 fn binary() -> SimBinary {
     SimBinary::new(env!("CARGO_BIN_EXE_kforge-sim"))
 }
@@ -42,7 +64,7 @@ async fn client(conn: ConnectionConfig) -> TalosClient {
             .with_call_timeout(Duration::from_secs(10)),
     )
     .await
-    .expect("client")
+    .or_fail("client")
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -88,7 +110,7 @@ async fn three_control_planes_and_two_workers() {
     s.ready_delay = Duration::from_millis(200);
     let cluster = SimCluster::start(s, &binary())
         .await
-        .expect("cluster starts");
+        .or_fail("cluster starts");
     let root = cluster.root().to_path_buf();
     let cps: Vec<String> = cluster
         .control_planes()
@@ -160,11 +182,11 @@ async fn three_control_planes_and_two_workers() {
     assert!(maint.version(&Targets::Endpoint).await.is_err());
 
     // ---- apply everywhere; afterwards only mutual TLS works.
-    cluster.apply_configs().await.expect("apply");
+    cluster.apply_configs().await.or_fail("apply");
     cluster
         .wait_for_apid(Duration::from_secs(30))
         .await
-        .expect("apid up");
+        .or_fail("apid up");
     let err = maint.version(&Targets::Endpoint).await.unwrap_err();
     assert_ne!(
         code_of(&err),
@@ -213,7 +235,7 @@ async fn three_control_planes_and_two_workers() {
         err.message()
     );
 
-    let outcome = cluster.bootstrap().await.expect("bootstrap");
+    let outcome = cluster.bootstrap().await.or_fail("bootstrap");
     assert_eq!(outcome, BootstrapOutcome::Bootstrapped);
     let mut req = tonic::Request::new(pb::BootstrapRequest::default());
     req.metadata_mut().insert("node", cps[0].parse().unwrap());
@@ -232,7 +254,7 @@ async fn three_control_planes_and_two_workers() {
     let members = cluster
         .wait_for_etcd_members(3, Duration::from_secs(40))
         .await
-        .expect("3 members");
+        .or_fail("3 members");
     let mut names: Vec<String> = members.iter().map(|m| m.hostname.clone()).collect();
     names.sort();
     assert_eq!(names, ["cp-1", "cp-2", "cp-3"]);
@@ -422,7 +444,7 @@ async fn three_control_planes_and_two_workers() {
     let kubeconfig = admin
         .kubeconfig(&Targets::Node(cps[1].clone()))
         .await
-        .expect("kubeconfig");
+        .or_fail("kubeconfig");
     check_kubeconfig(
         &cluster,
         kubeconfig.expose(),
@@ -434,7 +456,7 @@ async fn three_control_planes_and_two_workers() {
     etcd1
         .put(b"/kforge/before", b"1")
         .await
-        .expect("put with three members");
+        .or_fail("put with three members");
     admin
         .service(&Targets::Node(cps[2].clone()), ServiceAction::Stop, "etcd")
         .await
@@ -442,7 +464,7 @@ async fn three_control_planes_and_two_workers() {
     etcd1
         .put(b"/kforge/one-down", b"1")
         .await
-        .expect("put with one member down");
+        .or_fail("put with one member down");
     let s = admin
         .service_list(&Targets::Node(cps[2].clone()))
         .await
@@ -551,7 +573,7 @@ async fn three_control_planes_and_two_workers() {
     cluster
         .wait_for_etcd_members(3, Duration::from_secs(30))
         .await
-        .expect("cp-3 rejoined");
+        .or_fail("cp-3 rejoined");
 
     // ---- nothing outlives the cluster.
     assert!(!pgrep(&root.display().to_string()).is_empty());
@@ -658,13 +680,13 @@ async fn bootstrap_waits_for_readiness_and_the_api_is_locked_down() {
     s.ready_delay = Duration::from_secs(2);
     let cluster = SimCluster::start(s, &binary())
         .await
-        .expect("cluster starts");
+        .or_fail("cluster starts");
     let cp = cluster.control_planes()[0].endpoint();
-    cluster.apply_configs().await.expect("apply");
+    cluster.apply_configs().await.or_fail("apply");
     cluster
         .wait_for_apid(Duration::from_secs(20))
         .await
-        .expect("apid up");
+        .or_fail("apid up");
 
     // Still booting: Bootstrap is not available yet (and retryable).
     let admin = client(cluster.admin_connection(std::slice::from_ref(&cp)).unwrap()).await;
@@ -686,7 +708,7 @@ async fn bootstrap_waits_for_readiness_and_the_api_is_locked_down() {
     cluster
         .wait_for_etcd_members(1, Duration::from_secs(20))
         .await
-        .expect("etcd up");
+        .or_fail("etcd up");
 
     // A client certificate from another CA.
     let ca_pem = cluster.bundle().os_ca_crt_pem().unwrap();
@@ -789,7 +811,7 @@ async fn bootstrap_waits_for_readiness_and_the_api_is_locked_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarts_crashes_and_faults() {
     let s = spec("sim-rst", [127, 201, 3], 1, 0);
-    let mut cluster = SimCluster::up(s, &binary()).await.expect("cluster up");
+    let mut cluster = SimCluster::up(s, &binary()).await.or_fail("cluster up");
     let root = cluster.root().to_path_buf();
     let addr = cluster.control_planes()[0].address;
     let cp = cluster.control_planes()[0].endpoint();
@@ -813,7 +835,7 @@ async fn restarts_crashes_and_faults() {
     let node = cluster.node_mut(addr).unwrap();
     node.kill();
     assert!(pgrep(&data_dir).is_empty());
-    node.start().await.expect("restart");
+    node.start().await.or_fail("restart");
     same_member("the same etcd member after a kill").await;
     let insecure = client(
         cluster
@@ -845,7 +867,7 @@ async fn restarts_crashes_and_faults() {
         old_etcd,
         "etcd should outlive a SIGKILLed node"
     );
-    node.start().await.expect("restart after SIGKILL");
+    node.start().await.or_fail("restart after SIGKILL");
     same_member("the same etcd member after an orphaned etcd").await;
     let now = pgrep(&data_dir);
     assert_eq!(now.len(), 1, "{now:?}");
@@ -860,7 +882,7 @@ async fn restarts_crashes_and_faults() {
     })
     .await;
     assert!(pgrep(&data_dir).is_empty(), "etcd survived a crash");
-    node.start().await.expect("restart after crash");
+    node.start().await.or_fail("restart after crash");
     same_member("the same etcd member after a crash").await;
 
     // Refuse: the port closes; and opens again.
