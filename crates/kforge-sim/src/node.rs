@@ -1438,11 +1438,11 @@ impl Node {
         let reboot = req.reboot;
         tokio::spawn(async move {
             tokio::time::sleep(ANSWER_GRACE).await;
-            if let Some((client, id)) = leave {
-                if let Err(e) = node.leave_etcd(&client, id).await {
-                    node.log(&format!("reset abandoned: cannot leave etcd: {e}"));
-                    return;
-                }
+            if let Some((client, id)) = leave
+                && let Err(e) = node.leave_etcd(&client, id).await
+            {
+                node.log(&format!("reset abandoned: cannot leave etcd: {e}"));
+                return;
             }
             let _guard = node.inner.lifecycle.lock().await;
             node.log(if reboot {
