@@ -183,7 +183,12 @@ pub fn write(args: &GenconfigArgs, reader: &FsReader, g: &Generated) -> Result<(
     } else {
         Vec::new()
     };
-    let staged = StagedDir::new(&g.out_dir)?;
+    let managed: Vec<String> = if args.encrypt {
+        written.iter().map(|(n, _)| n.clone()).collect()
+    } else {
+        outputs.iter().map(|(n, _)| n.clone()).collect()
+    };
+    let staged = StagedDir::new(&g.out_dir, &managed)?;
     if args.encrypt {
         for (name, bytes) in &written {
             staged.write(name, bytes)?;

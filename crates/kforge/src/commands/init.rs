@@ -75,7 +75,7 @@ pub fn run(args: &InitArgs) -> Result<Outcome> {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    let staged = StagedDir::new(&dir)?;
+    let staged = StagedDir::new(&dir, &[])?;
     staged.write("talconfig.yaml", talconfig(name).as_bytes())?;
     staged.write("talsecret.sops.yaml", secrets.as_bytes())?;
     staged.write("patches/common.yaml", COMMON.as_bytes())?;
