@@ -1233,18 +1233,8 @@ fn patch_location(cx: &Ctx<'_>, index: usize, e: &patch::PatchError) -> Option<L
 }
 
 fn file_location(file: &FsPath, text: &str, line: usize, col: usize) -> Location {
-    let line_text = text
-        .lines()
-        .nth(line.saturating_sub(1))
-        .unwrap_or("")
-        .to_string();
-    Location {
-        file: file.to_path_buf(),
-        line: line.max(1),
-        col: col.max(1),
-        len: 1,
-        line_text,
-    }
+    let line_text = text.lines().nth(line.saturating_sub(1)).unwrap_or("");
+    Location::in_line(file, line.max(1), col, 1, line_text)
 }
 
 /// Deprecated `extraManifests`: each file's documents are appended to the config.

@@ -25,7 +25,50 @@ pub struct Location {
     pub col: usize,
     /// Characters to underline from `col` (at least 1).
     pub len: usize,
+    /// The line, or for a very long line an excerpt around `col` (see `excerpt_start`).
     pub line_text: String,
+    /// Characters of the line left out before `line_text`: 0 unless the line was too long
+    /// to keep whole (a 16 MB one-line file must not be copied into every diagnostic).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub excerpt_start: usize,
+}
+
+impl Location {
+    /// A location in `line` (the full text of line number `line`), keeping an excerpt of
+    /// it when it is very long.
+    pub fn in_line(file: &FsPath, line: usize, col: usize, len: usize, text: &str) -> Location {
+        let col = col.max(1);
+        let (line_text, excerpt_start) = excerpt(text, col);
+        Location {
+            file: file.to_path_buf(),
+            line,
+            col,
+            len: len.max(1),
+            line_text,
+            excerpt_start,
+        }
+    }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Lines longer than this many characters are shown as an excerpt around the column.
+pub const MAX_LINE_CHARS: usize = 200;
+/// Characters of context kept before the column in an excerpt.
+const EXCERPT_BEFORE: usize = 60;
+
+/// The part of `line` to show for a problem at 1-based column `col`: the whole line when it
+/// is short, else up to [`MAX_LINE_CHARS`] characters starting a little before `col`.
+/// Returns the excerpt and how many characters were left out before it.
+pub fn excerpt(line: &str, col: usize) -> (String, usize) {
+    let total = line.chars().count();
+    if total <= MAX_LINE_CHARS {
+        return (line.to_string(), 0);
+    }
+    let start = col.saturating_sub(1).saturating_sub(EXCERPT_BEFORE).min(total);
+    (line.chars().skip(start).take(MAX_LINE_CHARS).collect(), start)
 }
 
 /// One problem.
@@ -132,18 +175,17 @@ impl LineIndex {
     /// first line.
     pub fn location(&self, file: &FsPath, start: usize, end: usize) -> Location {
         let (line, col) = self.line_col(start);
-        let text = self.line_text(line).to_string();
-        let line_len = text.chars().count();
-        let len = end
-            .saturating_sub(start)
-            .min(line_len.saturating_sub(col - 1))
-            .max(1);
+        let full = self.line_text(line);
+        let (text, excerpt_start) = excerpt(full, col);
+        let shown_after_col = (text.chars().count() + excerpt_start).saturating_sub(col - 1);
+        let len = end.saturating_sub(start).min(shown_after_col).max(1);
         Location {
             file: file.to_path_buf(),
             line,
             col,
             len,
             line_text: text,
+            excerpt_start,
         }
     }
 }
@@ -296,6 +338,19 @@ mod tests {
         assert_eq!(li.line_col(5), (2, 3));
         assert_eq!(li.line_col(8), (4, 1));
         assert_eq!(li.line_text(2), "cdé");
+    }
+
+    #[test]
+    fn long_lines_become_excerpts() {
+        let line = format!("key: {}", "x".repeat(10_000));
+        let li = LineIndex::new(&line);
+        let loc = li.location(FsPath::new("f"), 5000, 20_000);
+        assert_eq!((loc.line, loc.col), (1, 5001));
+        assert_eq!(loc.excerpt_start, 5000 - EXCERPT_BEFORE);
+        assert_eq!(loc.line_text.chars().count(), MAX_LINE_CHARS);
+        assert_eq!(loc.len, MAX_LINE_CHARS - EXCERPT_BEFORE);
+        let short = LineIndex::new("a: b").location(FsPath::new("f"), 3, 4);
+        assert_eq!((short.excerpt_start, short.line_text.as_str()), (0, "a: b"));
     }
 
     #[test]

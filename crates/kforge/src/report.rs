@@ -219,13 +219,13 @@ mod tests {
     #[test]
     fn rustc_style() {
         let d = Diagnostic::error("unknown-key", "unknown key `ipAdress` in `nodes[0]`")
-            .at(Some(Location {
-                file: PathBuf::from("c.yaml"),
-                line: 14,
-                col: 5,
-                len: 8,
-                line_text: "    ipAdress: 1.2.3.4".into(),
-            }))
+            .at(Some(Location::in_line(
+                &PathBuf::from("c.yaml"),
+                14,
+                5,
+                8,
+                "    ipAdress: 1.2.3.4",
+            )))
             .label("not a cluster-file field")
             .help("did you mean `ipAddress`?");
         assert_eq!(

@@ -195,12 +195,14 @@ fn secrets(
                 problems
                     .iter()
                     .map(|p| {
-                        let loc = p.pos.map(|pos| Location {
-                            file: path.to_path_buf(),
-                            line: pos.line,
-                            col: pos.col,
-                            len: 1,
-                            line_text: lines.line_text(pos.line).to_string(),
+                        let loc = p.pos.map(|pos| {
+                            Location::in_line(
+                                path,
+                                pos.line,
+                                pos.col,
+                                1,
+                                lines.line_text(pos.line),
+                            )
                         });
                         Diagnostic::error("secrets", format!("invalid secrets bundle: {p}")).at(loc)
                     })
