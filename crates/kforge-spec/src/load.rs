@@ -9,7 +9,7 @@ use kforge_yaml::Limits;
 use serde::Serialize;
 
 use crate::decode::{self, IssueKind};
-use crate::diagnostic::{Diagnostic, LineIndex, SourceFile, SourceMap};
+use crate::diagnostic::{Diagnostic, LineIndex, Location, SourceFile, SourceMap};
 use crate::env::{self, Env};
 use crate::model::{ClusterFile, InstallDiskSelector, NodeGroup, NodeSpec};
 use crate::path::Path;
@@ -152,13 +152,15 @@ pub fn load(
     let text = match reader.read(path) {
         Ok(t) => t,
         Err(why) => {
-            return fail(vec![
-                Diagnostic::error(
-                    "read",
-                    format!("cannot read cluster file {}: {why}", path.display()),
-                )
-                .help("pass the cluster file with -c/--config-file"),
-            ]);
+            let d = Diagnostic::error(
+                "read",
+                format!("cannot read cluster file {}: {why}", path.display()),
+            );
+            return fail(vec![if reader.exists(path) {
+                d
+            } else {
+                d.help("pass the cluster file with -c/--config-file")
+            }]);
         }
     };
     if text.len() > MAX_CLUSTER_FILE_BYTES {
@@ -253,9 +255,14 @@ pub fn load(
         Err(e) => {
             let start = map.original(e.pos.index);
             let loc = lines.location(path, start, start + 1);
-            diagnostics.push(
-                Diagnostic::error("yaml", format!("invalid YAML: {}", e.message)).at(Some(loc)),
-            );
+            diagnostics.push(match tab_indent_near(&text, loc.line) {
+                Some((line, col)) => Diagnostic::error("yaml", "invalid YAML: a tab indents this line")
+                    .at(Some(Location::in_line(path, line, col, 1, lines.line_text(line))))
+                    .label("YAML indents with spaces only")
+                    .note(format!("the YAML parser reports: {} (line {})", e.message, loc.line))
+                    .help("replace the tabs at the start of the line with spaces"),
+                None => Diagnostic::error("yaml", format!("invalid YAML: {}", e.message)).at(Some(loc)),
+            });
             return fail(diagnostics);
         }
     };
@@ -326,6 +333,22 @@ pub fn load(
         cluster: Some(cluster),
         diagnostics,
     }
+}
+
+/// The first line within one line of `line` whose indentation holds a tab, and the column
+/// of that tab. The YAML parser often reports such a line at the end of the line before.
+fn tab_indent_near(text: &str, line: usize) -> Option<(usize, usize)> {
+    text.split('\n')
+        .enumerate()
+        .skip(line.saturating_sub(2))
+        .take(3)
+        .find_map(|(i, l)| {
+            let indent: String = l.chars().take_while(|c| *c == ' ' || *c == '\t').collect();
+            let rest = &l[indent.len()..];
+            let has_content = !rest.trim().is_empty() && !rest.starts_with('#');
+            let tab = indent.find('\t')?;
+            has_content.then_some((i + 1, tab + 1))
+        })
 }
 
 fn parent_of(path: &Path) -> String {
@@ -596,6 +619,16 @@ pub(crate) mod tests {
         assert_eq!((loc.line, loc.col, loc.len), (4, 5, 8));
         assert_eq!(loc.line_text, "    ipAdress: 1.2.3.4");
         assert_eq!(d.help.as_deref(), Some("did you mean `ipAddress`?"));
+    }
+
+    #[test]
+    fn tab_indentation_is_named() {
+        let reader = mem(&[("t.yaml", "clusterName: a\nnodes:\n  - hostname: a\n  \tipAddress: x\n")]);
+        let loaded = load(FsPath::new("t.yaml"), &LoadOptions::default(), &reader, HashMap::new());
+        let d = &loaded.diagnostics[0];
+        assert_eq!(d.message, "invalid YAML: a tab indents this line");
+        let loc = d.location.as_ref().unwrap();
+        assert_eq!((loc.line, loc.col), (4, 3));
     }
 
     #[test]

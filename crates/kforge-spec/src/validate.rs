@@ -73,11 +73,37 @@ impl Validator<'_> {
         self.push(d)
     }
 
+    /// A required `key` missing from the mapping at `parent`: points at where that mapping
+    /// starts (one character, so it does not read as a complaint about the first field).
+    fn missing(&mut self, parent: &Path, key: &str, message: impl Into<String>) -> Found<'_> {
+        let mut loc = self.c.source.locate(parent);
+        if let Some(l) = &mut loc {
+            l.len = 1;
+        }
+        let where_ = if parent.0.is_empty() {
+            "the top level".to_string()
+        } else {
+            format!("`{parent}`")
+        };
+        let d = Diagnostic::error("required", message)
+            .at(loc)
+            .label(format!("{where_} has no `{key}`"));
+        self.push(d)
+    }
+
+    /// Whether a value was written at `path` but could not be read: it was reported as a
+    /// type error already, so "missing" would be a misleading second finding.
+    fn unreadable(&self, path: &Path) -> bool {
+        self.c.source.node(path).is_some_and(|n| !n.is_null())
+    }
+
     fn top_level(&mut self) {
         let f = &self.c.file;
         let root = Path::root();
-        if f.cluster_name.as_deref().unwrap_or("").is_empty() {
-            self.err("required", &root, "`clusterName` is required")
+        if f.cluster_name.as_deref().unwrap_or("").is_empty()
+            && !(f.cluster_name.is_none() && self.unreadable(&root.key("clusterName")))
+        {
+            self.missing(&root, "clusterName", "`clusterName` is required")
                 .help("add `clusterName: <name>` at the top of the file");
         }
 
@@ -98,14 +124,20 @@ impl Validator<'_> {
             Some(v) => match versions::contract_for(&v) {
                 Ok(c) => Some(c),
                 Err(msg) => {
-                    self.err("version", &root.key("talosVersion"), msg);
+                    self.err("version", &root.key("talosVersion"), msg)
+                        .label("no machine-config contract known for this version")
+                        .help(format!(
+                            "set `talosVersion` to a supported release, e.g. `{}`",
+                            versions::DEFAULT_TALOS_VERSION
+                        ));
                     None
                 }
             },
         };
         match f.kubernetes_version.as_deref() {
+            None if self.unreadable(&root.key("kubernetesVersion")) => {}
             None | Some("") => {
-                self.err("required", &root, "`kubernetesVersion` is required")
+                self.missing(&root, "kubernetesVersion", "`kubernetesVersion` is required")
                     .help("add e.g. `kubernetesVersion: v1.35.0` (talhelper requires it too)");
             }
             Some(k) => match Version::parse(k) {
@@ -136,9 +168,10 @@ impl Validator<'_> {
         }
 
         match f.endpoint.as_deref() {
+            None if self.unreadable(&root.key("endpoint")) => {}
             None | Some("") => {
-                self.err("required", &root, "`endpoint` is required")
-                    .help("add e.g. `endpoint: https://10.0.1.10:6443`");
+                self.missing(&root, "endpoint", "`endpoint` is required")
+                    .help("add e.g. `endpoint: https://10.0.1.10:6443` (the VIP or load balancer of the control plane)");
             }
             Some(e) => {
                 if let Err((msg, help)) = parse_endpoint(e) {
@@ -240,12 +273,25 @@ impl Validator<'_> {
             )
             .help("set `certSANs` on the nodes or on `controlPlane:`/`worker:` instead");
         }
-        if f.nodes.as_deref().unwrap_or_default().is_empty() {
-            self.err(
-                "required",
-                &root,
-                "`nodes` is required and must list at least one node",
-            );
+        match f.nodes.as_deref() {
+            None if self.unreadable(&root.key("nodes")) => {}
+            None => {
+                self.missing(
+                    &root,
+                    "nodes",
+                    "`nodes` is required and must list at least one node",
+                )
+                .help("add `nodes:` with one `- hostname: …` entry per machine");
+            }
+            Some([]) => {
+                self.err(
+                    "required",
+                    &root.key("nodes"),
+                    "`nodes` must list at least one node",
+                )
+                .label("empty list");
+            }
+            Some(_) => {}
         }
         if let Some(b) = &f.bootstrap_node {
             match self.c.nodes.iter().find(|n| &n.hostname == b) {
@@ -285,12 +331,21 @@ impl Validator<'_> {
     fn node(&mut self, n: &ResolvedNode) {
         let np = n.path();
         let field = |key: &str| self.c.node_field_path(n, key);
+        let spec = self
+            .c
+            .file
+            .nodes
+            .as_deref()
+            .and_then(|nodes| nodes.get(n.index));
+        let unset = |get: fn(&crate::model::NodeSpec) -> bool| spec.is_none_or(get);
         if n.hostname.is_empty() {
-            self.err(
-                "required",
-                &np,
-                format!("node #{} needs a `hostname`", n.index + 1),
-            );
+            if !(unset(|s| s.hostname.is_none()) && self.unreadable(&np.key("hostname"))) {
+                self.missing(
+                    &np,
+                    "hostname",
+                    format!("node #{} needs a `hostname`", n.index + 1),
+                );
+            }
         } else if !is_dns_name(&n.hostname) {
             self.err(
                 "hostname",
@@ -299,12 +354,15 @@ impl Validator<'_> {
             )
             .label("expected lowercase letters, digits, `-` and `.` (RFC 1123)");
         }
-        if n.ip_addresses.is_empty() {
-            self.err(
-                "required",
+        if n.ip_addresses.is_empty()
+            && !(unset(|s| s.ip_address.is_none()) && self.unreadable(&np.key("ipAddress")))
+        {
+            self.missing(
                 &np,
-                format!("node `{}` needs an `ipAddress`", n.hostname),
-            );
+                "ipAddress",
+                format!("{} needs an `ipAddress`", node_name(n)),
+            )
+            .help("the address kforge and talosctl reach the node at, e.g. `ipAddress: 10.0.1.11`");
         }
         for ip in &n.ip_addresses {
             if ip.parse::<IpAddr>().is_err() && !is_dns_name(ip) {
@@ -321,13 +379,28 @@ impl Validator<'_> {
             .as_ref()
             .and_then(|m| m.mode.as_deref())
             .unwrap_or("metal");
-        if mode == "metal" && n.install_disk.is_none() && n.install_disk_selector.is_none() {
-            self.err(
-                "install-disk",
-                &np,
-                format!("node `{}` has no install disk", n.hostname),
-            )
-            .help("metal nodes need `installDisk: /dev/…` or `installDiskSelector:`");
+        let disk_unreadable = (unset(|s| s.install_disk.is_none())
+            && self.unreadable(&np.key("installDisk")))
+            || (unset(|s| s.install_disk_selector.is_none())
+                && self.unreadable(&np.key("installDiskSelector")));
+        if mode == "metal"
+            && n.install_disk.is_none()
+            && n.install_disk_selector.is_none()
+            && !disk_unreadable
+        {
+            let mut loc = self.c.source.locate(&np);
+            if let Some(l) = &mut loc {
+                l.len = 1;
+            }
+            self.push(
+                Diagnostic::error(
+                    "install-disk",
+                    format!("{} has no install disk", node_name(n)),
+                )
+                .at(loc)
+                .label("neither `installDisk` nor `installDiskSelector` is set")
+                .help("metal nodes need `installDisk: /dev/…` or `installDiskSelector:` (or `machineSpec: {mode: cloud}` for cloud images)"),
+            );
         }
         if n.install_disk.is_some() && n.install_disk_selector.is_some() {
             self.err(
@@ -1080,9 +1153,8 @@ impl Validator<'_> {
                     )
                     .note(format!(
                         "VIPs declared: {}",
-                        vip_set
-                            .iter()
-                            .map(ToString::to_string)
+                        vips.iter()
+                            .map(|(ip, _, _)| ip.to_string())
                             .collect::<Vec<_>>()
                             .join(", ")
                     ))
@@ -1095,10 +1167,13 @@ impl Validator<'_> {
             }
         }
 
-        // Control-plane count.
+        // Control-plane count; not when some node's `controlPlane` could not be read.
         let cps = nodes.iter().filter(|n| n.control_plane).count();
         let nodes_path = Path::root().key("nodes");
-        if !nodes.is_empty() {
+        let roles_known = self.c.file.nodes.iter().flatten().enumerate().all(|(i, s)| {
+            s.control_plane.is_some() || !self.unreadable(&nodes_path.index(i).key("controlPlane"))
+        });
+        if !nodes.is_empty() && roles_known {
             match cps {
                 0 => {
                     self.err(
@@ -1240,6 +1315,15 @@ impl Validator<'_> {
     }
 }
 
+/// "node `cp1`", or "node #3" when it has no hostname.
+fn node_name(n: &ResolvedNode) -> String {
+    if n.hostname.is_empty() {
+        format!("node #{}", n.index + 1)
+    } else {
+        format!("node `{}`", n.hostname)
+    }
+}
+
 fn unique(items: impl Iterator<Item = String>) -> Vec<String> {
     let mut seen = HashSet::new();
     items.filter(|s| seen.insert(s.clone())).collect()
@@ -1300,17 +1384,32 @@ pub fn parse_addr(s: &str) -> Option<IpNet> {
 /// `https://host:port` → (host, port). Errors carry a label and an optional hint.
 pub fn parse_endpoint(e: &str) -> Result<(String, u16), (String, Option<String>)> {
     let Some(rest) = e.strip_prefix("https://") else {
+        // Suggest the https form of what was written, keeping its host and port.
+        let bare = e
+            .split_once("://")
+            .map_or(e, |(_, r)| r)
+            .split(['/', '?'])
+            .next()
+            .unwrap_or("");
+        let has_port = bare.rsplit_once(':').is_some_and(|(h, p)| {
+            !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':')
+        }) || bare.contains("]:");
+        let suggestion = if has_port {
+            format!("https://{bare}")
+        } else {
+            format!("https://{bare}:6443")
+        };
         return Err((
             "expected an https:// URL".into(),
-            Some(format!(
-                "write `https://{}:6443`",
-                e.trim_start_matches("http://")
-            )),
+            Some(format!("write `{suggestion}`")),
         ));
     };
     let rest = rest.trim_end_matches('/');
-    if rest.contains('/') {
-        return Err(("the endpoint has no path".into(), None));
+    if let Some((authority, _)) = rest.split_once(['/', '?']) {
+        return Err((
+            "the endpoint must not have a path".into(),
+            Some(format!("write `https://{authority}` (the Kubernetes API is served at the root)")),
+        ));
     }
     let (host, port) = if let Some(stripped) = rest.strip_prefix('[') {
         let Some((h, after)) = stripped.split_once(']') else {
@@ -1515,6 +1614,11 @@ mod tests {
         );
         assert_eq!(parse_port_range(&IntOrString::Int(0)), None);
         assert!(parse_endpoint("https://10.0.1.10").is_err());
+        let help = |e: &str| parse_endpoint(e).unwrap_err().1.unwrap();
+        assert_eq!(help("http://10.0.1.10:6443"), "write `https://10.0.1.10:6443`");
+        assert_eq!(help("10.0.1.10"), "write `https://10.0.1.10:6443`");
+        assert_eq!(help("tcp://[fd00::1]:6443/x"), "write `https://[fd00::1]:6443`");
+        assert!(help("https://a.example:6443/api").starts_with("write `https://a.example:6443`"));
         assert_eq!(
             parse_endpoint("https://[fd00::1]:6443").unwrap().0,
             "fd00::1"
