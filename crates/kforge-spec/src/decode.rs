@@ -96,7 +96,10 @@ pub fn decode<T: DeserializeOwned + Default>(node: &Node, root: Path) -> (T, Vec
     (T::default(), issues)
 }
 
-fn decode_once<T: DeserializeOwned>(node: &Node, root: &Path) -> (Result<T, DecodeError>, Vec<Issue>) {
+fn decode_once<T: DeserializeOwned>(
+    node: &Node,
+    root: &Path,
+) -> (Result<T, DecodeError>, Vec<Issue>) {
     let issues = RefCell::new(Vec::new());
     let de = NodeDe {
         node,
@@ -133,9 +136,10 @@ fn remove_at(node: &mut Node, root: &Path, path: &Path) {
     let mut cur = node;
     for seg in segs {
         let next = match (seg, &mut cur.value) {
-            (Seg::Key(k), NodeValue::Map(entries)) => {
-                entries.iter_mut().find(|e| &e.key == k).map(|e| &mut e.value)
-            }
+            (Seg::Key(k), NodeValue::Map(entries)) => entries
+                .iter_mut()
+                .find(|e| &e.key == k)
+                .map(|e| &mut e.value),
             (Seg::Index(i), NodeValue::Seq(items)) => items.get_mut(*i),
             _ => None,
         };
@@ -627,11 +631,18 @@ mod tests {
         let (cf, issues) = run(
             "clusterName: c\nnodes:\n  - hostname: n1\n    controlPlane: ture\n    hardware: {cpus: many, memory: {a: 1}}\n    networkInterfaces:\n      - interface: eth0\n        mtu: 99999999999\n",
         );
-        let msgs: Vec<String> = issues.iter().map(|i| format!("{} {:?}", i.path, i.kind)).collect();
+        let msgs: Vec<String> = issues
+            .iter()
+            .map(|i| format!("{} {:?}", i.path, i.kind))
+            .collect();
         assert_eq!(issues.len(), 4, "{msgs:#?}");
         // A rejection by a hand-written Deserialize (IntOrString) is located and does not
         // throw away the rest of the file.
-        assert!(msgs.iter().any(|m| m.starts_with("nodes[0].hardware.memory Type") && m.contains("a mapping")), "{msgs:#?}");
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("nodes[0].hardware.memory Type") && m.contains("a mapping")),
+            "{msgs:#?}"
+        );
         assert_eq!(cf.cluster_name.as_deref(), Some("c"));
         let n = &cf.nodes.as_ref().unwrap()[0];
         assert_eq!(n.hostname.as_deref(), Some("n1"));
@@ -639,7 +650,12 @@ mod tests {
         let hw = n.hardware.as_ref().unwrap();
         assert_eq!((hw.cpus, hw.memory.is_none()), (None, true));
         assert_eq!(n.network_interfaces.as_ref().unwrap()[0].mtu, None);
-        assert_eq!(n.network_interfaces.as_ref().unwrap()[0].interface.as_deref(), Some("eth0"));
+        assert_eq!(
+            n.network_interfaces.as_ref().unwrap()[0]
+                .interface
+                .as_deref(),
+            Some("eth0")
+        );
     }
 
     #[test]

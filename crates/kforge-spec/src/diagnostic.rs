@@ -67,8 +67,14 @@ pub fn excerpt(line: &str, col: usize) -> (String, usize) {
     if total <= MAX_LINE_CHARS {
         return (line.to_string(), 0);
     }
-    let start = col.saturating_sub(1).saturating_sub(EXCERPT_BEFORE).min(total);
-    (line.chars().skip(start).take(MAX_LINE_CHARS).collect(), start)
+    let start = col
+        .saturating_sub(1)
+        .saturating_sub(EXCERPT_BEFORE)
+        .min(total);
+    (
+        line.chars().skip(start).take(MAX_LINE_CHARS).collect(),
+        start,
+    )
 }
 
 /// One problem.

@@ -617,7 +617,12 @@ mod tests {
         // A long line of unclosed `${`: one error each up to the limit, then a count.
         let errs = sub(&format!("x: {}\n", "${".repeat(50_000)), &e).unwrap_err();
         assert_eq!(errs.len(), MAX_ERRORS + 1);
-        assert!(errs[MAX_ERRORS].ends_with("49900 more problem(s) with variables in t.yaml are not shown"), "{}", errs[MAX_ERRORS]);
+        assert!(
+            errs[MAX_ERRORS]
+                .ends_with("49900 more problem(s) with variables in t.yaml are not shown"),
+            "{}",
+            errs[MAX_ERRORS]
+        );
         // Defaults nested thousands deep: an error, not a stack overflow.
         let deep = format!("{}x{}", "${B:-".repeat(5000), "}".repeat(5000));
         let errs = sub(&deep, &e).unwrap_err();

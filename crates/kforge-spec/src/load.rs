@@ -256,12 +256,25 @@ pub fn load(
             let start = map.original(e.pos.index);
             let loc = lines.location(path, start, start + 1);
             diagnostics.push(match tab_indent_near(&text, loc.line) {
-                Some((line, col)) => Diagnostic::error("yaml", "invalid YAML: a tab indents this line")
-                    .at(Some(Location::in_line(path, line, col, 1, lines.line_text(line))))
-                    .label("YAML indents with spaces only")
-                    .note(format!("the YAML parser reports: {} (line {})", e.message, loc.line))
-                    .help("replace the tabs at the start of the line with spaces"),
-                None => Diagnostic::error("yaml", format!("invalid YAML: {}", e.message)).at(Some(loc)),
+                Some((line, col)) => {
+                    Diagnostic::error("yaml", "invalid YAML: a tab indents this line")
+                        .at(Some(Location::in_line(
+                            path,
+                            line,
+                            col,
+                            1,
+                            lines.line_text(line),
+                        )))
+                        .label("YAML indents with spaces only")
+                        .note(format!(
+                            "the YAML parser reports: {} (line {})",
+                            e.message, loc.line
+                        ))
+                        .help("replace the tabs at the start of the line with spaces")
+                }
+                None => {
+                    Diagnostic::error("yaml", format!("invalid YAML: {}", e.message)).at(Some(loc))
+                }
             });
             return fail(diagnostics);
         }
@@ -623,8 +636,16 @@ pub(crate) mod tests {
 
     #[test]
     fn tab_indentation_is_named() {
-        let reader = mem(&[("t.yaml", "clusterName: a\nnodes:\n  - hostname: a\n  \tipAddress: x\n")]);
-        let loaded = load(FsPath::new("t.yaml"), &LoadOptions::default(), &reader, HashMap::new());
+        let reader = mem(&[(
+            "t.yaml",
+            "clusterName: a\nnodes:\n  - hostname: a\n  \tipAddress: x\n",
+        )]);
+        let loaded = load(
+            FsPath::new("t.yaml"),
+            &LoadOptions::default(),
+            &reader,
+            HashMap::new(),
+        );
         let d = &loaded.diagnostics[0];
         assert_eq!(d.message, "invalid YAML: a tab indents this line");
         let loc = d.location.as_ref().unwrap();

@@ -137,8 +137,12 @@ impl Validator<'_> {
         match f.kubernetes_version.as_deref() {
             None if self.unreadable(&root.key("kubernetesVersion")) => {}
             None | Some("") => {
-                self.missing(&root, "kubernetesVersion", "`kubernetesVersion` is required")
-                    .help("add e.g. `kubernetesVersion: v1.35.0` (talhelper requires it too)");
+                self.missing(
+                    &root,
+                    "kubernetesVersion",
+                    "`kubernetesVersion` is required",
+                )
+                .help("add e.g. `kubernetesVersion: v1.35.0` (talhelper requires it too)");
             }
             Some(k) => match Version::parse(k) {
                 None => {
@@ -1170,9 +1174,17 @@ impl Validator<'_> {
         // Control-plane count; not when some node's `controlPlane` could not be read.
         let cps = nodes.iter().filter(|n| n.control_plane).count();
         let nodes_path = Path::root().key("nodes");
-        let roles_known = self.c.file.nodes.iter().flatten().enumerate().all(|(i, s)| {
-            s.control_plane.is_some() || !self.unreadable(&nodes_path.index(i).key("controlPlane"))
-        });
+        let roles_known = self
+            .c
+            .file
+            .nodes
+            .iter()
+            .flatten()
+            .enumerate()
+            .all(|(i, s)| {
+                s.control_plane.is_some()
+                    || !self.unreadable(&nodes_path.index(i).key("controlPlane"))
+            });
         if !nodes.is_empty() && roles_known {
             match cps {
                 0 => {
@@ -1408,7 +1420,9 @@ pub fn parse_endpoint(e: &str) -> Result<(String, u16), (String, Option<String>)
     if let Some((authority, _)) = rest.split_once(['/', '?']) {
         return Err((
             "the endpoint must not have a path".into(),
-            Some(format!("write `https://{authority}` (the Kubernetes API is served at the root)")),
+            Some(format!(
+                "write `https://{authority}` (the Kubernetes API is served at the root)"
+            )),
         ));
     }
     let (host, port) = if let Some(stripped) = rest.strip_prefix('[') {
@@ -1615,9 +1629,15 @@ mod tests {
         assert_eq!(parse_port_range(&IntOrString::Int(0)), None);
         assert!(parse_endpoint("https://10.0.1.10").is_err());
         let help = |e: &str| parse_endpoint(e).unwrap_err().1.unwrap();
-        assert_eq!(help("http://10.0.1.10:6443"), "write `https://10.0.1.10:6443`");
+        assert_eq!(
+            help("http://10.0.1.10:6443"),
+            "write `https://10.0.1.10:6443`"
+        );
         assert_eq!(help("10.0.1.10"), "write `https://10.0.1.10:6443`");
-        assert_eq!(help("tcp://[fd00::1]:6443/x"), "write `https://[fd00::1]:6443`");
+        assert_eq!(
+            help("tcp://[fd00::1]:6443/x"),
+            "write `https://[fd00::1]:6443`"
+        );
         assert!(help("https://a.example:6443/api").starts_with("write `https://a.example:6443`"));
         assert_eq!(
             parse_endpoint("https://[fd00::1]:6443").unwrap().0,
