@@ -93,6 +93,10 @@ pub struct Diagnostic {
     pub help: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The nodes (hostnames) a finding applies to, when it comes from rendering nodes: one
+    /// group patch that fails on three nodes is one finding for three nodes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
 }
 
 impl Diagnostic {
@@ -105,6 +109,7 @@ impl Diagnostic {
             label: None,
             help: None,
             notes: Vec::new(),
+            nodes: Vec::new(),
         }
     }
 
@@ -132,6 +137,12 @@ impl Diagnostic {
 
     pub fn note(mut self, note: impl Into<String>) -> Self {
         self.notes.push(note.into());
+        self
+    }
+
+    /// Records that the finding applies to node `hostname`.
+    pub fn for_node(mut self, hostname: impl Into<String>) -> Self {
+        self.nodes.push(hostname.into());
         self
     }
 

@@ -521,7 +521,7 @@ pub(super) fn sprintf(format: &str, args: &[Val]) -> Result<String, String> {
         }
         // Go's `parsenum`: a number growing past 1e6 is "crazy long"; the rest of the
         // format is dropped and `%!(NOVERB)` written.
-        let mut number = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| -> Option<usize> {
+        let number = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| -> Option<usize> {
             let mut n = 0usize;
             while let Some(d) = chars.peek().and_then(|d| d.to_digit(10)) {
                 if n > 1_000_000 {
