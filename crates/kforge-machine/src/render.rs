@@ -208,21 +208,25 @@ pub fn render_node(
     }
 
     let patches = load_patches(&mut cx, &docs[0]);
-    if !cx.errors.is_empty() {
-        return Err(cx.errors);
-    }
-    // One patch at a time: a failure names its patch, and the lint below knows which
-    // patch turned kube-proxy off.
+    // One patch at a time: a failure names its patch, the patches after it are still
+    // checked (against the config without it), and the lint below knows which patch
+    // turned kube-proxy off.
     let mut proxy_disabled_by = None;
     for (i, loaded) in patches.iter().enumerate() {
         let was_disabled = kube_proxy_disabled(&docs);
-        docs = match patch::apply_patch(docs, &loaded.patch) {
-            Ok(d) => d,
-            Err(e) => return Err(vec![patch_error(&cx, loaded, &e)]),
-        };
+        match patch::apply_patch(docs.clone(), &loaded.patch) {
+            Ok(d) => docs = d,
+            Err(e) => {
+                cx.errors.push(patch_error(&cx, loaded, &e));
+                continue;
+            }
+        }
         if !was_disabled && kube_proxy_disabled(&docs) {
             proxy_disabled_by = Some(i);
         }
+    }
+    if !cx.errors.is_empty() {
+        return Err(cx.errors);
     }
     if node.control_plane {
         let by = proxy_disabled_by.map(|i| &patches[i]);
@@ -1287,12 +1291,24 @@ fn patch_error(cx: &Ctx<'_>, loaded: &LoadedPatch, e: &patch::PatchError) -> Dia
             "from Talos 1.12 on every machine config has several documents (this cluster targets {})",
             cx.talos_version
         ))
-        .help(hint.trim().to_string())
+        .help(hint.trim().trim_start_matches("hint:").trim_start().to_string())
         .for_node(hostname),
-        _ => Diagnostic::error("patch", "a patch does not apply")
-            .at(loc)
-            .label(patch_reason(e))
-            .for_node(hostname),
+        _ => {
+            // "… (hint: …)" from the patch engine: the hint becomes the help line.
+            let reason = patch_reason(e);
+            let (what, hint) = match reason.strip_suffix(')').and_then(|r| r.split_once(" (hint: ")) {
+                Some((what, hint)) => (what.to_string(), Some(hint.to_string())),
+                None => (reason, None),
+            };
+            let d = Diagnostic::error("patch", "a patch does not apply")
+                .at(loc)
+                .label(what)
+                .for_node(hostname);
+            match hint {
+                Some(h) => d.help(h),
+                None => d,
+            }
+        }
     }
 }
 

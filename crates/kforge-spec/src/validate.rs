@@ -247,6 +247,7 @@ impl Validator<'_> {
         for (i, m) in f.inline_manifests.iter().flatten().enumerate() {
             let p = root.key("inlineManifests").index(i);
             match m.name.as_deref() {
+                None if self.unreadable(&p.key("name")) => {}
                 None | Some("") => {
                     self.err("manifest", &p, "inline manifest needs a `name`");
                 }
@@ -260,6 +261,7 @@ impl Validator<'_> {
                 _ => {}
             }
             match m.contents.as_deref() {
+                None if self.unreadable(&p.key("contents")) => {}
                 None | Some("") => {
                     self.err("manifest", &p, "inline manifest needs `contents`");
                 }
@@ -520,6 +522,7 @@ impl Validator<'_> {
                     )
                     .label("expected create, append or overwrite");
                 }
+                None if self.unreadable(&p.key("op")) => {}
                 None => {
                     self.err(
                         "machine-file",
@@ -537,6 +540,7 @@ impl Validator<'_> {
                         format!("machine file path `{path}` must be absolute"),
                     );
                 }
+                None if self.unreadable(&p.key("path")) => {}
                 None => {
                     self.err("machine-file", &p, "machine file needs a `path`");
                 }
@@ -608,6 +612,9 @@ impl Validator<'_> {
         for (i, d) in devices.iter().enumerate() {
             let p = base.index(i);
             match (&d.interface, &d.device_selector) {
+                (None, None)
+                    if self.unreadable(&p.key("interface"))
+                        || self.unreadable(&p.key("deviceSelector")) => {}
                 (None, None) => {
                     self.err(
                         "network",
@@ -745,6 +752,7 @@ impl Validator<'_> {
                         )
                         .label("expected 1 to 4094");
                     }
+                    None if self.unreadable(&vp.key("vlanId")) => {}
                     None => {
                         self.err("vlan", &vp, "VLAN needs a `vlanId`");
                     }
@@ -819,6 +827,7 @@ impl Validator<'_> {
         for (i, r) in fw.rules.iter().flatten().enumerate() {
             let rp = p.key("rules").index(i);
             match r.name.as_deref() {
+                None if self.unreadable(&rp.key("name")) => {}
                 None | Some("") => {
                     self.err("firewall", &rp, "firewall rule needs a `name`");
                 }
@@ -832,6 +841,7 @@ impl Validator<'_> {
                 _ => {}
             }
             match &r.port_selector {
+                None if self.unreadable(&rp.key("portSelector")) => {}
                 None => {
                     self.err("firewall", &rp, "firewall rule needs a `portSelector`");
                 }
@@ -856,6 +866,7 @@ impl Validator<'_> {
                             )
                             .label("expected tcp or udp");
                         }
+                        None if self.unreadable(&rp.key("portSelector").key("protocol")) => {}
                         None => {
                             self.err(
                                 "firewall",
@@ -907,6 +918,7 @@ impl Validator<'_> {
             let mut seen = HashSet::new();
             for (i, name) in names.iter().enumerate() {
                 match name.as_deref() {
+                    None if self.unreadable(&base.index(i).key("name")) => {}
                     None | Some("") => {
                         self.err("volume", &base.index(i), "volume needs a `name`");
                     }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
-use kforge_machine::{CertAndKey, ClusterSecrets, RenderedNode};
+use kforge_machine::{CertAndKey, ClusterSecrets};
 use kforge_pki::{SecretsBundle, Talosconfig};
 use kforge_secret::SecretString;
 use kforge_spec::{Cluster, Diagnostic, Location};
@@ -262,13 +262,18 @@ pub fn render_checks(cluster: &Cluster) -> Vec<Diagnostic> {
         k8s_service_account_key: placeholder(),
         etcd: cert(),
     };
-    match kforge_machine::render_cluster(cluster, &secrets, &FsReader) {
-        Ok(nodes) => nodes
-            .into_iter()
-            .flat_map(|n: RenderedNode| n.diagnostics)
-            .collect(),
-        Err(d) => d,
-    }
+    // Node by node, so that the warnings of nodes that render are kept next to the errors
+    // of nodes that do not.
+    cluster
+        .nodes
+        .iter()
+        .flat_map(
+            |node| match kforge_machine::render::render_node(cluster, node, &secrets, &FsReader) {
+                Ok(n) => n.diagnostics,
+                Err(d) => d,
+            },
+        )
+        .collect()
 }
 
 /// The talosconfig: context = cluster name, endpoints = control-plane IPs, nodes = all IPs,
