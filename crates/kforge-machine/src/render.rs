@@ -1193,9 +1193,9 @@ fn load_patches(cx: &mut Ctx<'_>, v1: &Value) -> Vec<LoadedPatch> {
             }),
             Err(e) => {
                 let (line, col) = match &e {
-                    patch::PatchError::Invalid { problems, .. } => problems
-                        .first()
-                        .map_or((1, 1), |p| (p.line, p.column)),
+                    patch::PatchError::Invalid { problems, .. } => {
+                        problems.first().map_or((1, 1), |p| (p.line, p.column))
+                    }
                     _ => (1, 1),
                 };
                 let loc = match &file {
@@ -1375,7 +1375,9 @@ fn kube_proxy_lint(
     docs: &[Value],
     disabled_by: Option<&LoadedPatch>,
 ) -> Option<Diagnostic> {
-    let v1 = docs.iter().find(|d| patch::DocumentId::of(d).is_v1alpha1())?;
+    let v1 = docs
+        .iter()
+        .find(|d| patch::DocumentId::of(d).is_v1alpha1())?;
     let cni = v1
         .pointer("/cluster/network/cni/name")
         .and_then(Value::as_str)

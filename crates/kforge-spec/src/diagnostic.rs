@@ -157,19 +157,44 @@ pub struct LineIndex {
     /// Character index at which each line starts.
     starts: Vec<usize>,
     lines: Vec<String>,
+    /// For lines longer than [`MAX_LINE_CHARS`]: the byte offset of every
+    /// [`MARK_EVERY`]-th character, so an excerpt of a huge line costs the same wherever
+    /// it is taken (thousands of findings on one minified line stay linear).
+    marks: Vec<Vec<usize>>,
 }
+
+const MARK_EVERY: usize = 256;
 
 impl LineIndex {
     pub fn new(text: &str) -> Self {
         let mut starts = vec![0];
         let mut lines = Vec::new();
+        let mut marks = Vec::new();
         let mut idx = 0;
-        for line in text.split('\n') {
-            idx += line.chars().count() + 1;
+        for raw in text.split('\n') {
+            let line = raw.trim_end_matches('\r');
+            let mut count = 0;
+            let mut line_marks = Vec::new();
+            for (byte, _) in line.char_indices() {
+                if count % MARK_EVERY == 0 {
+                    line_marks.push(byte);
+                }
+                count += 1;
+            }
+            if count <= MAX_LINE_CHARS {
+                line_marks = Vec::new();
+            }
+            // Positions count every character of the text, a trimmed `\r` included.
+            idx += count + (raw.len() - line.len()) + 1;
             starts.push(idx);
-            lines.push(line.trim_end_matches('\r').to_string());
+            lines.push(line.to_string());
+            marks.push(line_marks);
         }
-        LineIndex { starts, lines }
+        LineIndex {
+            starts,
+            lines,
+            marks,
+        }
     }
 
     /// 1-based line and column of a character index.
@@ -193,7 +218,20 @@ impl LineIndex {
     pub fn location(&self, file: &FsPath, start: usize, end: usize) -> Location {
         let (line, col) = self.line_col(start);
         let full = self.line_text(line);
-        let (text, excerpt_start) = excerpt(full, col);
+        let (text, excerpt_start) = match self.marks.get(line.wrapping_sub(1)) {
+            Some(m) if !m.is_empty() => {
+                let first = col.saturating_sub(1).saturating_sub(EXCERPT_BEFORE);
+                let from = m.get(first / MARK_EVERY).copied().unwrap_or(full.len());
+                let rest = full.get(from..).unwrap_or("");
+                let text: String = rest
+                    .chars()
+                    .skip(first % MARK_EVERY)
+                    .take(MAX_LINE_CHARS)
+                    .collect();
+                (text, first)
+            }
+            _ => (full.to_string(), 0),
+        };
         let shown_after_col = (text.chars().count() + excerpt_start).saturating_sub(col - 1);
         let len = end.saturating_sub(start).min(shown_after_col).max(1);
         Location {

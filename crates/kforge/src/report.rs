@@ -82,11 +82,7 @@ fn node_list(nodes: &[String]) -> String {
     let quoted: Vec<String> = nodes.iter().take(SHOWN).map(|n| format!("`{n}`")).collect();
     match nodes.len() {
         1 => format!("node {}", quoted[0]),
-        n if n <= SHOWN => format!(
-            "nodes {} and {}",
-            quoted[..n - 1].join(", "),
-            quoted[n - 1]
-        ),
+        n if n <= SHOWN => format!("nodes {} and {}", quoted[..n - 1].join(", "), quoted[n - 1]),
         n => format!("nodes {} and {} more", quoted.join(", "), n - SHOWN),
     }
 }
@@ -143,8 +139,8 @@ pub fn render_diagnostic(d: &Diagnostic, color: bool) -> String {
         };
         let text_chars = text.chars().count();
         let cut_before = start > 0;
-        let cut_after = (start > 0 || text_chars < l.line_text.chars().count())
-            && text_chars >= MAX_LINE_CHARS;
+        let cut_after =
+            (start > 0 || text_chars < l.line_text.chars().count()) && text_chars >= MAX_LINE_CHARS;
         let shown = format!(
             "{}{}{}",
             if cut_before { "…" } else { "" },
@@ -215,6 +211,10 @@ pub fn render_diagnostic(d: &Diagnostic, color: bool) -> String {
     out
 }
 
+/// Findings printed in the human format; past this a file is broken wholesale (or hostile)
+/// and more text helps nobody.
+const MAX_SHOWN: usize = 500;
+
 /// Prints diagnostics to stderr (human) or stdout (JSON) and a summary line; the same
 /// problem found on several nodes is printed once.
 pub fn print_diagnostics(diags: &[Diagnostic], format: Format) {
@@ -223,8 +223,15 @@ pub fn print_diagnostics(diags: &[Diagnostic], format: Format) {
     match format {
         Format::Human => {
             let style = Style::stderr();
-            for d in diags {
+            for d in diags.iter().take(MAX_SHOWN) {
                 eprintln!("{}", render_diagnostic(d, style.color));
+            }
+            if diags.len() > MAX_SHOWN {
+                eprintln!(
+                    "{}: {} more finding(s) not shown; `--format json` lists every one\n",
+                    style.paint("1", "note"),
+                    diags.len() - MAX_SHOWN
+                );
             }
             let errors = diags.iter().filter(|d| d.is_error()).count();
             let warnings = diags.len() - errors;

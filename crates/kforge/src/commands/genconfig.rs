@@ -196,13 +196,7 @@ fn secrets(
                     .iter()
                     .map(|p| {
                         let loc = p.pos.map(|pos| {
-                            Location::in_line(
-                                path,
-                                pos.line,
-                                pos.col,
-                                1,
-                                lines.line_text(pos.line),
-                            )
+                            Location::in_line(path, pos.line, pos.col, 1, lines.line_text(pos.line))
                         });
                         Diagnostic::error("secrets", format!("invalid secrets bundle: {p}")).at(loc)
                     })
@@ -267,12 +261,12 @@ pub fn render_checks(cluster: &Cluster) -> Vec<Diagnostic> {
     cluster
         .nodes
         .iter()
-        .flat_map(
-            |node| match kforge_machine::render::render_node(cluster, node, &secrets, &FsReader) {
+        .flat_map(|node| {
+            match kforge_machine::render::render_node(cluster, node, &secrets, &FsReader) {
                 Ok(n) => n.diagnostics,
                 Err(d) => d,
-            },
-        )
+            }
+        })
         .collect()
 }
 
