@@ -243,10 +243,11 @@ pub fn render_node(
         canonical_order(v1);
     }
     for n in notes {
-        cx.warnings.push(Diagnostic::warning(
-            "legacy-field",
-            format!("node `{}`: {n}", node.hostname),
-        ));
+        cx.warnings.push(
+            Diagnostic::warning("legacy-field", n)
+                .help(format!("Talos {} configures this in its own document; write that document in the patch to keep the config as written", cx.talos_version))
+                .for_node(node.hostname.clone()),
+        );
     }
     let filename = filename(&mut cx);
     if !cx.errors.is_empty() {
@@ -1192,22 +1193,33 @@ fn load_patches(cx: &mut Ctx<'_>, v1: &Value) -> Vec<LoadedPatch> {
                 file: file.map(|f| (f, body)),
             }),
             Err(e) => {
-                let (line, col) = match &e {
-                    patch::PatchError::Invalid { problems, .. } => {
-                        problems.first().map_or((1, 1), |p| (p.line, p.column))
-                    }
-                    _ => (1, 1),
+                // The first problem is shown at its place, the others as notes.
+                let problems: Vec<patch::Problem> = match &e {
+                    patch::PatchError::Invalid { problems, .. } => problems.clone(),
+                    other => vec![patch::Problem {
+                        line: 1,
+                        column: 1,
+                        message: patch_reason(other),
+                    }],
                 };
+                let (first, rest) = problems
+                    .split_first()
+                    .map_or((None, &[][..]), |(f, r)| (Some(f), r));
+                let (line, col) = first.map_or((1, 1), |p| (p.line, p.column));
                 let loc = match &file {
                     Some(f) => Some(file_location(f, &rendered, line, col)),
                     None => inline_location(cx, &path, &rendered, line, col),
                 };
-                cx.errors.push(
-                    Diagnostic::error("patch", format!("{label} is not a valid patch"))
-                        .at(loc)
-                        .note(patch_reason(&e))
-                        .for_node(cx.node.hostname.clone()),
-                );
+                let mut d = Diagnostic::error("patch", format!("{label} is not a valid patch"))
+                    .at(loc)
+                    .for_node(cx.node.hostname.clone());
+                if let Some(p) = first {
+                    d = d.label(p.message.clone());
+                }
+                for p in rest {
+                    d = d.note(p.to_string());
+                }
+                cx.errors.push(d);
             }
         }
     }
@@ -1402,7 +1414,9 @@ fn kube_proxy_lint(
                             .lines()
                             .nth(line - 1)
                             .map_or(1, |l| l.len() - l.trim_start().len() + 1);
-                        Some(file_location(f, text, line, col))
+                        let mut l = file_location(f, text, line, col);
+                        l.len = "disabled: true".len();
+                        Some(l)
                     }
                     None => {
                         let text = cx
@@ -1418,7 +1432,10 @@ fn kube_proxy_lint(
                             Some(i) => {
                                 let l = text.lines().nth(i).unwrap_or("");
                                 let col = l.len() - l.trim_start().len() + 1;
-                                inline_location(cx, &p.path, text, i + 1, col)
+                                inline_location(cx, &p.path, text, i + 1, col).map(|mut l| {
+                                    l.len = "disabled: true".len();
+                                    l
+                                })
                             }
                             None => cx.at(&p.path),
                         }

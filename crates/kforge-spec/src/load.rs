@@ -174,6 +174,23 @@ pub fn load(
             ),
         )]);
     }
+    // A byte-order mark is not part of the text: editors do not count it as a column.
+    let text = match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
+    };
+    if text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        return fail(vec![
+            Diagnostic::error(
+                "empty",
+                format!("the cluster file {} is empty", path.display()),
+            )
+            .help("a cluster file needs at least `clusterName`, `kubernetesVersion`, `endpoint` and `nodes`; see the examples/ directory"),
+        ]);
+    }
     let base_dir = path.parent().map(FsPath::to_path_buf).unwrap_or_default();
 
     // Environment.
@@ -190,10 +207,13 @@ pub fn load(
         for (file, explicit) in &env_files {
             if !reader.exists(file) {
                 if *explicit {
-                    diagnostics.push(Diagnostic::error(
-                        "env-file",
-                        format!("env file {} does not exist", file.display()),
-                    ));
+                    diagnostics.push(
+                        Diagnostic::error(
+                            "env-file",
+                            format!("env file {} does not exist", file.display()),
+                        )
+                        .help("check the path given with -e/--env-file (relative to the current directory)"),
+                    );
                 }
                 continue;
             }
@@ -273,7 +293,15 @@ pub fn load(
                         .help("replace the tabs at the start of the line with spaces")
                 }
                 None => {
-                    Diagnostic::error("yaml", format!("invalid YAML: {}", e.message)).at(Some(loc))
+                    let at_end = start >= text.chars().count().saturating_sub(1);
+                    let d = Diagnostic::error("yaml", format!("invalid YAML: {}", e.message))
+                        .at(Some(loc));
+                    if at_end {
+                        d.label("the file ends here")
+                            .help("something opened earlier (`[`, `{` or a quote) is never closed")
+                    } else {
+                        d
+                    }
                 }
             });
             return fail(diagnostics);
@@ -317,13 +345,16 @@ pub fn load(
                     Diagnostic::warning("unknown-key", "")
                 };
                 let d = Diagnostic {
-                    message: format!("unknown key `{key}` in `{}`", parent_of(&issue.path)),
+                    message: format!("unknown key `{key}` {}", parent_of(&issue.path)),
                     ..d
                 }
                 .at(Some(source.locate_span(issue.span)))
                 .label("not a cluster-file field");
                 match suggestion {
                     Some(s) => d.help(format!("did you mean `{s}`?")),
+                    None if opts.strict => d.help(
+                        "remove it, or check the spelling against the schema (`kforge schema`)",
+                    ),
                     None => d.help("kforge ignores it (use --strict to make unknown keys errors)"),
                 }
             }
@@ -364,10 +395,15 @@ fn tab_indent_near(text: &str, line: usize) -> Option<(usize, usize)> {
         })
 }
 
+/// "in `nodes[0]`", or "at the top level".
 fn parent_of(path: &Path) -> String {
     let mut p = path.clone();
     p.0.pop();
-    p.to_string()
+    if p.0.is_empty() {
+        "at the top level".to_string()
+    } else {
+        format!("in `{p}`")
+    }
 }
 
 /// talhelper's group → node merge (`pkg/config/nodeconfigs.go`): `patches` are the group's

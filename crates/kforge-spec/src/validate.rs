@@ -12,7 +12,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, Location};
 use crate::load::{Cluster, ResolvedNode, SourceReader};
 use crate::model::{Device, IntOrString};
 use crate::path::Path;
@@ -89,6 +89,26 @@ impl Validator<'_> {
             .at(loc)
             .label(format!("{where_} has no `{key}`"));
         self.push(d)
+    }
+
+    /// Where `item` was written inside the scalar at `path` (one entry of a comma list such
+    /// as `ipAddress: "10.0.1.1, 10.0.1.2"`), or the whole value when it cannot be found.
+    fn within(&self, path: &Path, item: &str) -> Option<Location> {
+        let mut loc = self.c.source.locate(path)?;
+        let skip = loc.col.saturating_sub(1).saturating_sub(loc.excerpt_start);
+        let Some(byte_skip) = loc.line_text.char_indices().nth(skip).map(|(b, _)| b) else {
+            return Some(loc);
+        };
+        let value = &loc.line_text[byte_skip..];
+        let end = value
+            .char_indices()
+            .nth(loc.len)
+            .map_or(value.len(), |(b, _)| b);
+        if let Some(found) = value[..end].find(item) {
+            loc.col += value[..found].chars().count();
+            loc.len = item.chars().count().max(1);
+        }
+        Some(loc)
     }
 
     /// Whether a value was written at `path` but could not be read: it was reported as a
@@ -334,7 +354,24 @@ impl Validator<'_> {
         }
     }
 
+    /// Whether `nodes[i]` was written as something other than a mapping (a type error
+    /// already): nothing more can be said about it.
+    fn node_unreadable(&self, i: usize) -> bool {
+        self.c
+            .source
+            .node(&Path::root().key("nodes").index(i))
+            .is_some_and(|n| {
+                !matches!(
+                    n.value,
+                    kforge_yaml::NodeValue::Map(_) | kforge_yaml::NodeValue::Null
+                )
+            })
+    }
+
     fn node(&mut self, n: &ResolvedNode) {
+        if self.node_unreadable(n.index) {
+            return;
+        }
         let np = n.path();
         let field = |key: &str| self.c.node_field_path(n, key);
         let spec = self
@@ -352,13 +389,14 @@ impl Validator<'_> {
                     format!("node #{} needs a `hostname`", n.index + 1),
                 );
             }
-        } else if !is_dns_name(&n.hostname) {
+        } else if let Some(why) = dns_name_problem(&n.hostname) {
             self.err(
                 "hostname",
                 &np.key("hostname"),
                 format!("`{}` is not a valid hostname", n.hostname),
             )
-            .label("expected lowercase letters, digits, `-` and `.` (RFC 1123)");
+            .label(why)
+            .help("hostnames follow RFC 1123: labels of lower-case letters, digits and `-`, joined by `.`");
         }
         if n.ip_addresses.is_empty()
             && !(unset(|s| s.ip_address.is_none()) && self.unreadable(&np.key("ipAddress")))
@@ -371,11 +409,21 @@ impl Validator<'_> {
             .help("the address kforge and talosctl reach the node at, e.g. `ipAddress: 10.0.1.11`");
         }
         for ip in &n.ip_addresses {
-            if ip.parse::<IpAddr>().is_err() && !is_dns_name(ip) {
-                self.err(
-                    "ip",
-                    &np.key("ipAddress"),
-                    format!("`{ip}` is not an IP address or a DNS name"),
+            if ip.parse::<IpAddr>().is_ok() {
+                continue;
+            }
+            let at = self.within(&np.key("ipAddress"), ip);
+            if numeric_tld(ip) {
+                self.push(
+                    Diagnostic::error("ip", format!("`{ip}` is not a valid IP address"))
+                        .at(at)
+                        .label("an IPv4 address has four parts, each 0 to 255"),
+                );
+            } else if let Some(why) = dns_name_problem(ip) {
+                self.push(
+                    Diagnostic::error("ip", format!("`{ip}` is not an IP address or a DNS name"))
+                        .at(at)
+                        .label(why),
                 );
             }
         }
@@ -1156,11 +1204,17 @@ impl Validator<'_> {
                             .help("point the endpoint at a VIP (networkInterfaces[].vip) or a load balancer name");
                     }
                 } else if let Some(owner) = seen.get(&ip) {
+                    let target = match vips.first() {
+                        Some((vip, _, _)) => format!("the VIP {vip}"),
+                        None => "a control-plane node, a VIP or a load balancer".to_string(),
+                    };
                     self.err(
                         "endpoint",
                         &p,
                         format!("the endpoint {ip} is {owner}, which is not a control-plane node"),
-                    );
+                    )
+                    .label("workers do not serve the Kubernetes API")
+                    .help(format!("point the endpoint at {target}"));
                 } else if !vip_set.is_empty() {
                     self.err(
                         "endpoint",
@@ -1194,8 +1248,9 @@ impl Validator<'_> {
             .flatten()
             .enumerate()
             .all(|(i, s)| {
-                s.control_plane.is_some()
-                    || !self.unreadable(&nodes_path.index(i).key("controlPlane"))
+                !self.node_unreadable(i)
+                    && (s.control_plane.is_some()
+                        || !self.unreadable(&nodes_path.index(i).key("controlPlane")))
             });
         if !nodes.is_empty() && roles_known {
             match cps {
@@ -1261,7 +1316,11 @@ impl Validator<'_> {
             .map(|(n, p)| (n, p, "pod"))
             .chain(svc.iter().map(|(n, p)| (n, p, "service")))
         {
-            let mut reported = HashSet::new();
+            // One finding per subnet and kind of clash, listing what it clashes with.
+            let mut subnets: Vec<String> = Vec::new();
+            let mut seen_nets = HashSet::new();
+            let mut addresses: Vec<String> = Vec::new();
+            let mut seen_ips = HashSet::new();
             for n in nodes {
                 for node_net in n
                     .config
@@ -1270,16 +1329,8 @@ impl Validator<'_> {
                     .flatten()
                     .flat_map(device_networks)
                 {
-                    if overlaps(net, &node_net) && reported.insert(node_net.trunc()) {
-                        self.err(
-                            "subnet-overlap",
-                            np,
-                            format!(
-                                "{kind} subnet {net} overlaps node subnet {} of `{}`",
-                                node_net.trunc(),
-                                n.hostname
-                            ),
-                        );
+                    if overlaps(net, &node_net) && seen_nets.insert(node_net.trunc()) {
+                        subnets.push(format!("{} (`{}`)", node_net.trunc(), n.hostname));
                     }
                 }
                 for ip in n
@@ -1287,17 +1338,33 @@ impl Validator<'_> {
                     .iter()
                     .filter_map(|i| i.parse::<IpAddr>().ok())
                 {
-                    if net.contains(&ip) && reported.insert(IpNet::from(ip)) {
-                        self.err(
-                            "subnet-overlap",
-                            np,
-                            format!(
-                                "{kind} subnet {net} contains the address {ip} of node `{}`",
-                                n.hostname
-                            ),
-                        );
+                    if net.contains(&ip) && seen_ips.insert(ip) {
+                        addresses.push(format!("{ip} (`{}`)", n.hostname));
                     }
                 }
+            }
+            if !subnets.is_empty() {
+                self.err(
+                    "subnet-overlap",
+                    np,
+                    format!(
+                        "{kind} subnet {net} overlaps {} node subnet(s)",
+                        subnets.len()
+                    ),
+                )
+                .note(format!("node subnets: {}", list_some(&subnets)))
+                .help(format!("pick a {kind} subnet no node network uses"));
+            }
+            if !addresses.is_empty() {
+                self.err(
+                    "subnet-overlap",
+                    np,
+                    format!(
+                        "{kind} subnet {net} contains the address(es) of {} node(s)",
+                        addresses.len()
+                    ),
+                )
+                .note(format!("node addresses: {}", list_some(&addresses)));
             }
         }
     }
@@ -1345,6 +1412,17 @@ fn node_name(n: &ResolvedNode) -> String {
         format!("node #{}", n.index + 1)
     } else {
         format!("node `{}`", n.hostname)
+    }
+}
+
+/// The first ten items, then how many more.
+fn list_some(items: &[String]) -> String {
+    const SHOWN: usize = 10;
+    let head = items[..items.len().min(SHOWN)].join(", ");
+    if items.len() > SHOWN {
+        format!("{head} and {} more", items.len() - SHOWN)
+    } else {
+        head
     }
 }
 
@@ -1448,8 +1526,13 @@ pub fn parse_endpoint(e: &str) -> Result<(String, u16), (String, Option<String>)
             None => (rest.to_string(), None),
         }
     };
-    if host.is_empty() || (host.parse::<IpAddr>().is_err() && !is_dns_name(&host)) {
-        return Err((format!("`{host}` is not a host"), None));
+    if host.parse::<IpAddr>().is_err() {
+        if numeric_tld(&host) {
+            return Err((format!("`{host}` is not a valid IP address"), None));
+        }
+        if let Some(why) = dns_name_problem(&host) {
+            return Err((format!("`{host}` is not a host name: {why}"), None));
+        }
     }
     let Some(port) = port else {
         return Err((
@@ -1461,6 +1544,45 @@ pub fn parse_endpoint(e: &str) -> Result<(String, u16), (String, Option<String>)
         Ok(p) if p > 0 => Ok((host, p)),
         _ => Err((format!("`{port}` is not a port"), None)),
     }
+}
+
+/// Why `s` is not an RFC 1123 host name, or `None` when it is one.
+pub fn dns_name_problem(s: &str) -> Option<String> {
+    if s.is_empty() {
+        return Some("it is empty".into());
+    }
+    if s.len() > 253 {
+        return Some(format!(
+            "it has {} characters; at most 253 are allowed",
+            s.len()
+        ));
+    }
+    for label in s.split('.') {
+        if label.is_empty() {
+            return Some("it has an empty label (`..`, or a leading or trailing `.`)".into());
+        }
+        if label.len() > 63 {
+            return Some(format!(
+                "the label `{}…` has {} characters; at most 63 are allowed",
+                label.chars().take(12).collect::<String>(),
+                label.len()
+            ));
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+        {
+            return Some(if c.is_ascii_uppercase() {
+                format!("`{c}`: upper-case letters are not allowed (use lower case)")
+            } else {
+                format!("`{c}` is not allowed (only lower-case letters, digits, `-` and `.`)")
+            });
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Some(format!("the label `{label}` starts or ends with `-`"));
+        }
+    }
+    None
 }
 
 /// RFC 1123 host names (dots allowed, at most 253 characters, labels at most 63).
@@ -1475,6 +1597,14 @@ pub fn is_dns_name(s: &str) -> bool {
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         })
+}
+
+/// Whether the last label is all digits: such a name is a mistyped IPv4 address, never a
+/// host name (top-level domains are not numeric, RFC 3696 §2).
+fn numeric_tld(s: &str) -> bool {
+    s.rsplit('.')
+        .next()
+        .is_some_and(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Kubernetes qualified names: `[dns-prefix/]name`.

@@ -252,8 +252,14 @@ fn parse_all_impl(src: &str, limits: Limits, merge_keys: bool) -> Result<Vec<Nod
 }
 
 fn scan_error(e: ScanError) -> ParseError {
+    let message = match e.info() {
+        "recursion limit exceeded" => {
+            "nesting is too deep (the parser's recursion limit is exceeded)".to_string()
+        }
+        other => other.to_string(),
+    };
     ParseError {
-        message: e.info().to_string(),
+        message,
         pos: pos(*e.marker()),
     }
 }

@@ -103,8 +103,31 @@ fn indent_continuation(text: &str, width: usize) -> String {
         .join("\n")
 }
 
+/// Text from the cluster file made safe for a terminal: control characters (a cluster file
+/// may carry `ESC[…` sequences) are shown as their Unicode control pictures, one column
+/// each, so nothing in a file can restyle or rewrite the terminal. Newlines are kept.
+fn visible(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\n' => '\n',
+            '\u{0}'..='\u{1f}' => char::from_u32(0x2400 + c as u32).unwrap_or('?'),
+            '\u{7f}' => '\u{2421}',
+            '\u{80}'..='\u{9f}' => '\u{fffd}',
+            c => c,
+        })
+        .collect()
+}
+
 /// Renders one diagnostic as rustc would.
 pub fn render_diagnostic(d: &Diagnostic, color: bool) -> String {
+    let d = &Diagnostic {
+        message: visible(&d.message),
+        label: d.label.as_deref().map(visible),
+        help: d.help.as_deref().map(visible),
+        notes: d.notes.iter().map(|n| visible(n)).collect(),
+        nodes: d.nodes.iter().map(|n| visible(n)).collect(),
+        ..d.clone()
+    };
     let s = Style { color };
     let mut out = String::new();
     let head = match d.severity {
@@ -144,7 +167,7 @@ pub fn render_diagnostic(d: &Diagnostic, color: bool) -> String {
         let shown = format!(
             "{}{}{}",
             if cut_before { "…" } else { "" },
-            text.replace('\t', "    "),
+            visible(&text.replace('\t', "    ")),
             if cut_after { "…" } else { "" }
         );
         let _ = writeln!(
@@ -321,6 +344,22 @@ mod tests {
     use super::*;
     use kforge_spec::Location;
     use std::path::PathBuf;
+
+    #[test]
+    fn control_characters_cannot_reach_the_terminal() {
+        let d = Diagnostic::error("hostname", "`cp\u{1b}[31m-1` is not a valid hostname").at(Some(
+            Location::in_line(
+                &PathBuf::from("c.yaml"),
+                1,
+                11,
+                3,
+                "hostname: \"cp\u{1b}[31m-1\"\u{0}",
+            ),
+        ));
+        let out = render_diagnostic(&d, false);
+        assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
+        assert!(out.contains("cp\u{241b}[31m-1"), "{out}");
+    }
 
     #[test]
     fn rustc_style() {
