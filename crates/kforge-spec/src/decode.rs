@@ -68,10 +68,7 @@ pub fn decode<T: DeserializeOwned + Default>(node: &Node, root: Path) -> (T, Vec
                     remove_at(&mut cleaned, &root, p);
                 }
                 // Issues of the cleaned tree are a subset of those already found.
-                let value = match decode_once::<T>(&cleaned, &root).0 {
-                    Ok(v) => v,
-                    Err(_) => T::default(),
-                };
+                let value = decode_once::<T>(&cleaned, &root).0.unwrap_or_default();
                 return (value, issues);
             }
             Err(e) => {
@@ -112,18 +109,19 @@ fn decode_once<T: DeserializeOwned>(
 
 /// A serde rejection as an issue: `invalid type: map, expected X` becomes a type issue.
 fn rejection(message: &str) -> IssueKind {
-    if let Some(rest) = message.strip_prefix("invalid type: ") {
-        if let Some((found, expected)) = rest.split_once(", expected ") {
-            let found = match found {
-                "map" => "a mapping".to_string(),
-                "sequence" => "a list".to_string(),
-                other => other.to_string(),
-            };
-            return IssueKind::Type {
-                expected: expected.to_string(),
-                found,
-            };
-        }
+    if let Some((found, expected)) = message
+        .strip_prefix("invalid type: ")
+        .and_then(|rest| rest.split_once(", expected "))
+    {
+        let found = match found {
+            "map" => "a mapping".to_string(),
+            "sequence" => "a list".to_string(),
+            other => other.to_string(),
+        };
+        return IssueKind::Type {
+            expected: expected.to_string(),
+            found,
+        };
     }
     IssueKind::Other(message.to_string())
 }

@@ -394,10 +394,11 @@ fn closing_braces(chars: &[char]) -> HashMap<usize, usize> {
         match c {
             '{' => open.push(i),
             '}' => {
-                if let Some(o) = open.pop() {
-                    if o > 0 && chars[o - 1] == '$' {
-                        out.insert(o, i);
-                    }
+                if let Some(o) = open.pop()
+                    && o > 0
+                    && chars[o - 1] == '$'
+                {
+                    out.insert(o, i);
                 }
             }
             '\n' => open.clear(),
