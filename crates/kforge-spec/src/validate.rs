@@ -1754,6 +1754,57 @@ mod tests {
     }
 
     #[test]
+    fn host_names_say_what_is_wrong() {
+        assert_eq!(dns_name_problem("cp-1.lab"), None);
+        assert!(dns_name_problem("CP1").unwrap().contains("upper-case"));
+        assert!(dns_name_problem("a..b").unwrap().contains("empty label"));
+        assert!(
+            dns_name_problem("-a")
+                .unwrap()
+                .contains("starts or ends with `-`")
+        );
+        assert!(
+            dns_name_problem(&"x".repeat(64))
+                .unwrap()
+                .contains("64 characters")
+        );
+        assert!(
+            dns_name_problem("a_b")
+                .unwrap()
+                .contains("`_` is not allowed")
+        );
+        // A numeric last label is a mistyped IPv4 address, not a name.
+        assert!(numeric_tld("10.0.1.300") && !numeric_tld("node1.lab"));
+        let d = diags(&GOOD.replace(
+            "ipAddress: 10.0.1.13",
+            "ipAddress: \"10.0.1.13, 10.0.1.300\"",
+        ));
+        assert!(
+            d.iter()
+                .any(|x| x.starts_with("Error ip 19:28 `10.0.1.300` is not a valid IP address")),
+            "{d:#?}"
+        );
+    }
+
+    #[test]
+    fn unreadable_values_raise_no_follow_on_findings() {
+        let src = GOOD
+            .replace(
+                "installDisk: /dev/sda\n  - hostname: cp3",
+                "installDisk: [/dev/sda]\n  - hostname: cp3",
+            )
+            .replace("hostname: cp3", "hostname: {name: cp3}")
+            .replace(
+                "10.0.1.12\n    controlPlane: true",
+                "10.0.1.12\n    controlPlane: ture",
+            );
+        let d = diags(&src);
+        // Only the type errors: no "needs a hostname", no "no install disk", no CP count.
+        assert!(d.iter().all(|x| x.contains(" type ")), "{d:#?}");
+        assert_eq!(d.len(), 3, "{d:#?}");
+    }
+
+    #[test]
     fn sizes_and_ports() {
         assert_eq!(
             parse_bytes(&IntOrString::Str("512GiB".into())),
