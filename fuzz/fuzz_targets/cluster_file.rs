@@ -76,7 +76,10 @@ fuzz_target!(|data: &[u8]| {
     let loaded = kforge_spec::load(Path::new("c/talconfig.yaml"), &opts, &reader, env);
     for d in &loaded.diagnostics {
         if let Some(l) = &d.location {
-            assert!(l.line >= 1 && l.col >= 1 && l.len >= 1, "bad location {l:?}");
+            assert!(
+                l.line >= 1 && l.col >= 1 && l.len >= 1,
+                "bad location {l:?}"
+            );
         }
     }
     let Some(cluster) = loaded.cluster else {
@@ -85,7 +88,10 @@ fuzz_target!(|data: &[u8]| {
     let found = kforge_spec::validate::validate(&cluster, &reader);
     for d in &found {
         if let Some(l) = &d.location {
-            assert!(l.line >= 1 && l.col >= 1 && l.len >= 1, "bad location {l:?}");
+            assert!(
+                l.line >= 1 && l.col >= 1 && l.len >= 1,
+                "bad location {l:?}"
+            );
         }
     }
     let secrets = placeholder_secrets();

@@ -11,7 +11,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let (base, patch) = text.split_once('\0').unwrap_or(("version: v1alpha1\nmachine: {}\ncluster: {}\n", text));
+    let (base, patch) = text
+        .split_once('\0')
+        .unwrap_or(("version: v1alpha1\nmachine: {}\ncluster: {}\n", text));
     let Ok(docs) = kforge_yaml::parse_all(base) else {
         return;
     };

@@ -21,7 +21,10 @@ fuzz_target!(|data: &[u8]| {
                 Ok(n) => n.to_value(),
                 Err(e) => panic!("emitted YAML does not parse ({e}):\n{emitted}\nfrom {v:?}"),
             };
-            assert_eq!(&back, v, "round trip changed the value; emitted:\n{emitted}");
+            assert_eq!(
+                &back, v,
+                "round trip changed the value; emitted:\n{emitted}"
+            );
         }
     }
 });
