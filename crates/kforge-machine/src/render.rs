@@ -209,30 +209,32 @@ pub fn render_node(
     }
 
     let patches = load_patches(&mut cx, &docs[0]);
+    // One patch at a time: a failure names its patch, the patches after it are still
+    // checked (against the config without it), and the lint below knows which patch
+    // turned kube-proxy off.
+    let mut proxy_disabled_by = None;
+    for (i, loaded) in patches.iter().enumerate() {
+        let was_disabled = kube_proxy_disabled(&docs);
+        match patch::apply_patch(docs.clone(), &loaded.patch) {
+            Ok(d) => docs = d,
+            Err(e) => {
+                cx.errors.push(patch_error(&cx, loaded, &e));
+                continue;
+            }
+        }
+        if !was_disabled && kube_proxy_disabled(&docs) {
+            proxy_disabled_by = Some(i);
+        }
+    }
     if !cx.errors.is_empty() {
         return Err(cx.errors);
     }
-    docs = match patch::apply_patches(docs, &patches) {
-        Ok(d) => d,
-        Err(e) => {
-            let label = e.label().to_string();
-            let loc = patches
-                .iter()
-                .position(|p| p.label() == label)
-                .and_then(|i| patch_location(&cx, i, &e));
-            return Err(vec![
-                Diagnostic::error(
-                    "patch",
-                    format!("a patch does not apply to node `{}`", node.hostname),
-                )
-                .at(loc)
-                .note(e.to_string())
-                .help(
-                    "fix the patch; `kforge validate` reports every problem in the cluster at once",
-                ),
-            ]);
+    if node.control_plane {
+        let by = proxy_disabled_by.map(|i| &patches[i]);
+        if let Some(d) = kube_proxy_lint(&cx, &docs, by) {
+            cx.warnings.push(d);
         }
-    };
+    }
     extra_manifests(&mut cx, &mut docs);
     let notes = legacy::move_to_documents(&mut docs, gates);
     if let Some(v1) = docs
@@ -242,10 +244,11 @@ pub fn render_node(
         canonical_order(v1);
     }
     for n in notes {
-        cx.warnings.push(Diagnostic::warning(
-            "legacy-field",
-            format!("node `{}`: {n}", node.hostname),
-        ));
+        cx.warnings.push(
+            Diagnostic::warning("legacy-field", n)
+                .help(format!("Talos {} configures this in its own document; write that document in the patch to keep the config as written", cx.talos_version))
+                .for_node(node.hostname.clone()),
+        );
     }
     let filename = filename(&mut cx);
     check_generated(&mut cx, &docs);
@@ -1144,10 +1147,19 @@ fn user_volume_doc(v: &UserVolume) -> Value {
     Value::Object(m)
 }
 
+/// A patch ready to apply, with where it was written.
+struct LoadedPatch {
+    patch: Patch,
+    /// The patch entry in the cluster file (`controlPlane.patches[1]`).
+    path: Path,
+    /// The file an `@file` patch was read from, and its text as read.
+    file: Option<(PathBuf, String)>,
+}
+
 /// Loads the node's patches in application order: group and node patches, then the
 /// cluster-wide ones. File patches are read, template-rendered and env-substituted;
 /// inline patches are template-rendered (env substitution already happened at load).
-fn load_patches(cx: &mut Ctx<'_>, v1: &Value) -> Vec<Patch> {
+fn load_patches(cx: &mut Ctx<'_>, v1: &Value) -> Vec<LoadedPatch> {
     let mut out = Vec::new();
     let node_patches: Vec<String> = cx.node.config.patches.clone().unwrap_or_default();
     let global: Vec<String> = cx.cluster.file.patches.clone().unwrap_or_default();
@@ -1186,17 +1198,29 @@ fn load_patches(cx: &mut Ctx<'_>, v1: &Value) -> Vec<Patch> {
             None => (format!("inline patch at {path}"), text.clone(), None),
         };
         let rendered = if body.contains("{{") {
-            match template::render(&body, v1) {
+            match crate::gotemplate::Template::parse(&body).and_then(|t| {
+                t.render(
+                    crate::gotemplate::Data::TalosConfig(v1),
+                    crate::gotemplate::Escape::None,
+                )
+            }) {
                 Ok(r) => r,
                 Err(e) => {
+                    let (line, col) = e.line_col();
+                    let loc = match &file {
+                        Some(f) => Some(file_location(f, &body, line, col)),
+                        None => inline_location(cx, &path, &body, line, col),
+                    };
                     cx.errors.push(
-                        Diagnostic::error("template", format!("{label}: {e}")).at(cx.at(&path)),
+                        Diagnostic::error("template", format!("the template in {label} fails"))
+                            .at(loc)
+                            .note(e.to_string()),
                     );
                     continue;
                 }
             }
         } else {
-            body
+            body.clone()
         };
         let rendered = match &file {
             Some(f) => match substitute(&rendered, f, &cx.cluster.env) {
@@ -1209,62 +1233,263 @@ fn load_patches(cx: &mut Ctx<'_>, v1: &Value) -> Vec<Patch> {
             None => rendered,
         };
         match Patch::parse(label.clone(), &rendered) {
-            Ok(p) => out.push(p),
+            Ok(patch) => out.push(LoadedPatch {
+                patch,
+                path,
+                file: file.map(|f| (f, body)),
+            }),
             Err(e) => {
-                let loc = match (&file, &e) {
-                    (Some(f), patch::PatchError::Invalid { problems, .. }) => problems
-                        .first()
-                        .map(|p| file_location(f, &rendered, p.line, p.column)),
-                    _ => cx.at(&path),
+                // The first problem is shown at its place, the others as notes.
+                let problems: Vec<patch::Problem> = match &e {
+                    patch::PatchError::Invalid { problems, .. } => problems.clone(),
+                    other => vec![patch::Problem {
+                        line: 1,
+                        column: 1,
+                        message: patch_reason(other),
+                    }],
                 };
-                cx.errors.push(
-                    Diagnostic::error(
-                        "patch",
-                        format!("invalid patch for node `{}`", cx.node.hostname),
-                    )
+                let (first, rest) = problems
+                    .split_first()
+                    .map_or((None, &[][..]), |(f, r)| (Some(f), r));
+                let (line, col) = first.map_or((1, 1), |p| (p.line, p.column));
+                let loc = match &file {
+                    Some(f) => Some(file_location(f, &rendered, line, col)),
+                    None => inline_location(cx, &path, &rendered, line, col),
+                };
+                let mut d = Diagnostic::error("patch", format!("{label} is not a valid patch"))
                     .at(loc)
-                    .note(e.to_string()),
-                );
+                    .for_node(cx.node.hostname.clone());
+                if let Some(p) = first {
+                    d = d.label(p.message.clone());
+                }
+                for p in rest {
+                    d = d.note(p.to_string());
+                }
+                cx.errors.push(d);
             }
         }
     }
     out
 }
 
-fn patch_location(cx: &Ctx<'_>, index: usize, e: &patch::PatchError) -> Option<Location> {
-    let node_count = cx.node.config.patches.as_ref().map_or(0, Vec::len);
-    let path = if index < node_count {
-        cx.cluster.node_patch_path(cx.node, index)
-    } else {
-        Path::root().key("patches").index(index - node_count)
-    };
-    let entry = cx.cluster.source.node(&path)?;
-    let text = entry.as_str()?;
-    if let Some(file) = cx.cluster.file_ref(text) {
-        let (line, col) = match e {
-            patch::PatchError::Apply { line, column, .. }
-            | patch::PatchError::Json6902Operation { line, column, .. } => (*line, *column),
-            _ => (1, 1),
-        };
-        let body = cx.reader.read(&file).unwrap_or_default();
-        return Some(file_location(&file, &body, line, col));
+/// What went wrong with a patch, without the patch's label (the location names it).
+fn patch_reason(e: &patch::PatchError) -> String {
+    match e {
+        patch::PatchError::Invalid { problems, .. } => problems
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join("; "),
+        patch::PatchError::Apply { message, .. } => message.clone(),
+        patch::PatchError::Json6902Operation {
+            index,
+            op,
+            path,
+            reason,
+            ..
+        } => format!("operation #{index} `{op} {path}` failed: {reason}"),
+        patch::PatchError::Json6902MultiDocument { .. } => e.to_string(),
     }
-    cx.at(&path)
+}
+
+/// A patch that does not apply, pointed at the line of the patch that fails.
+fn patch_error(cx: &Ctx<'_>, loaded: &LoadedPatch, e: &patch::PatchError) -> Diagnostic {
+    let (line, col) = match e {
+        patch::PatchError::Apply { line, column, .. }
+        | patch::PatchError::Json6902Operation { line, column, .. } => (*line, *column),
+        _ => (1, 1),
+    };
+    let loc = match &loaded.file {
+        Some((f, text)) => Some(file_location(f, text, line, col)),
+        None => {
+            let text = cx
+                .cluster
+                .source
+                .node(&loaded.path)
+                .and_then(|n| n.as_str())
+                .unwrap_or("");
+            inline_location(cx, &loaded.path, text, line, col)
+        }
+    };
+    let hostname = cx.node.hostname.clone();
+    match e {
+        patch::PatchError::Json6902MultiDocument { hint, .. } => Diagnostic::error(
+            "patch",
+            "a JSON patch (RFC 6902) cannot apply to a multi-document machine config",
+        )
+        .at(loc)
+        .label("a list of operations is a JSON patch")
+        .note(format!(
+            "from Talos 1.12 on every machine config has several documents (this cluster targets {})",
+            cx.talos_version
+        ))
+        .help(hint.trim().trim_start_matches("hint:").trim_start().to_string())
+        .for_node(hostname),
+        _ => {
+            // "… (hint: …)" from the patch engine: the hint becomes the help line.
+            let reason = patch_reason(e);
+            let (what, hint) = match reason.strip_suffix(')').and_then(|r| r.split_once(" (hint: ")) {
+                Some((what, hint)) => (what.to_string(), Some(hint.to_string())),
+                None => (reason, None),
+            };
+            let d = Diagnostic::error("patch", "a patch does not apply")
+                .at(loc)
+                .label(what)
+                .for_node(hostname);
+            match hint {
+                Some(h) => d.help(h),
+                None => d,
+            }
+        }
+    }
+}
+
+/// Where line `line`, column `col` of an inline patch was written in the cluster file.
+/// Exact for block scalars (`|`) and single-line values written as is; otherwise (escapes,
+/// folding, substituted variables) the start of the patch value.
+fn inline_location(
+    cx: &Ctx<'_>,
+    path: &Path,
+    text: &str,
+    line: usize,
+    col: usize,
+) -> Option<Location> {
+    let source = &cx.cluster.source;
+    let start = source.locate(path)?;
+    let wanted = text.lines().nth(line.saturating_sub(1)).unwrap_or("");
+    if wanted.trim().is_empty() {
+        return Some(start);
+    }
+    let file = source.path.as_path();
+    // A plain or quoted value holds its first line on the line it starts; a block scalar
+    // (`|`) may be located at its indicator, one line above its text.
+    for src_line in [start.line + line - 1, start.line + line] {
+        let src = source.lines.line_text(src_line);
+        let from = if src_line == start.line {
+            start.col - 1
+        } else {
+            0
+        };
+        let Some(byte_from) = src.char_indices().nth(from).map(|(b, _)| b) else {
+            continue;
+        };
+        if let Some(found) = src[byte_from..].find(wanted) {
+            let prefix = &src[..byte_from + found];
+            if src_line == start.line || prefix.trim().is_empty() {
+                return Some(Location::in_line(
+                    file,
+                    src_line,
+                    prefix.chars().count() + col,
+                    1,
+                    src,
+                ));
+            }
+        }
+    }
+    Some(start)
+}
+
+/// Whether the v1alpha1 document turns kube-proxy off (`cluster.proxy.disabled: true`).
+fn kube_proxy_disabled(docs: &[Value]) -> bool {
+    docs.iter()
+        .find(|d| patch::DocumentId::of(d).is_v1alpha1())
+        .and_then(|d| d.pointer("/cluster/proxy/disabled"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// kube-proxy against the CNI, on the rendered control-plane config (patches included):
+/// disabling kube-proxy needs a CNI that replaces it (flannel does not), and with `none`
+/// (a CNI installed after bootstrap, typically Cilium) kube-proxy left on is usually an
+/// oversight.
+fn kube_proxy_lint(
+    cx: &Ctx<'_>,
+    docs: &[Value],
+    disabled_by: Option<&LoadedPatch>,
+) -> Option<Diagnostic> {
+    let v1 = docs
+        .iter()
+        .find(|d| patch::DocumentId::of(d).is_v1alpha1())?;
+    let cni = v1
+        .pointer("/cluster/network/cni/name")
+        .and_then(Value::as_str)
+        .unwrap_or("flannel");
+    let disabled = kube_proxy_disabled(docs);
+    let cni_path = Path::root().key("cniConfig");
+    let cni_at = [cni_path.key("name"), cni_path.clone()]
+        .into_iter()
+        .find(|p| cx.cluster.source.node(p).is_some());
+    let hostname = cx.node.hostname.clone();
+    match (cni, disabled) {
+        ("flannel", true) => {
+            // Point at the patch line that disabled it, else at the CNI setting.
+            let loc = match disabled_by {
+                Some(p) => match &p.file {
+                    Some((f, text)) => {
+                        let line = text
+                            .lines()
+                            .position(|l| l.trim_start().starts_with("disabled:"))
+                            .map_or(1, |i| i + 1);
+                        let col = text
+                            .lines()
+                            .nth(line - 1)
+                            .map_or(1, |l| l.len() - l.trim_start().len() + 1);
+                        let mut l = file_location(f, text, line, col);
+                        l.len = "disabled: true".len();
+                        Some(l)
+                    }
+                    None => {
+                        let text = cx
+                            .cluster
+                            .source
+                            .node(&p.path)
+                            .and_then(|n| n.as_str())
+                            .unwrap_or("");
+                        match text
+                            .lines()
+                            .position(|l| l.trim_start().starts_with("disabled:"))
+                        {
+                            Some(i) => {
+                                let l = text.lines().nth(i).unwrap_or("");
+                                let col = l.len() - l.trim_start().len() + 1;
+                                inline_location(cx, &p.path, text, i + 1, col).map(|mut l| {
+                                    l.len = "disabled: true".len();
+                                    l
+                                })
+                            }
+                            None => cx.at(&p.path),
+                        }
+                    }
+                },
+                None => cni_at.as_ref().and_then(|p| cx.at(p)),
+            };
+            Some(
+                Diagnostic::warning(
+                    "kube-proxy",
+                    "kube-proxy is disabled, but the CNI is flannel, which does not replace it",
+                )
+                .at(loc)
+                .label("kube-proxy disabled here")
+                .note("without kube-proxy or a CNI that implements Services, Service IPs (including the API server's `kubernetes` Service) do not work")
+                .help("keep kube-proxy, or set `cniConfig: {name: none}` and install a CNI that replaces it (e.g. Cilium with kubeProxyReplacement)")
+                .for_node(hostname),
+            )
+        }
+        ("none", false) => Some(
+            Diagnostic::warning("kube-proxy", "CNI `none` with kube-proxy enabled")
+                .at(cni_at.as_ref().and_then(|p| cx.at(p)))
+                .label("the CNI is installed after bootstrap")
+                .note("kube-proxy stays on unless a patch sets `cluster.proxy.disabled: true`")
+                .help("if the CNI you install replaces kube-proxy (Cilium with kubeProxyReplacement), add a control-plane patch `cluster: {proxy: {disabled: true}}`; otherwise ignore this warning")
+                .for_node(hostname),
+        ),
+        _ => None,
+    }
 }
 
 fn file_location(file: &FsPath, text: &str, line: usize, col: usize) -> Location {
-    let line_text = text
-        .lines()
-        .nth(line.saturating_sub(1))
-        .unwrap_or("")
-        .to_string();
-    Location {
-        file: file.to_path_buf(),
-        line: line.max(1),
-        col: col.max(1),
-        len: 1,
-        line_text,
-    }
+    let line_text = text.lines().nth(line.saturating_sub(1)).unwrap_or("");
+    Location::in_line(file, line.max(1), col, 1, line_text)
 }
 
 /// Deprecated `extraManifests`: each file's documents are appended to the config.

@@ -508,3 +508,42 @@ fn error_syntax() {
         assert!(e.to_string().contains(want), "{t}: {e}");
     }
 }
+
+/// Hostile templates end with an error, not a hang, an abort or a stack overflow.
+#[test]
+fn hostile_templates_are_bounded() {
+    let data = json!({});
+    let plain =
+        |t: &str| Template::parse(t).and_then(|tpl| tpl.render(Data::Plain(&data), Escape::None));
+    let e = plain("{{ range 100000000000 }}x{{ end }}").unwrap_err();
+    assert!(
+        e.to_string().contains("exceeds the 1000000 iterations"),
+        "{e}"
+    );
+    let e = plain("{{ range 1000 }}{{ range 1000 }}{{ range 1000 }}{{ end }}{{ end }}{{ end }}")
+        .unwrap_err();
+    assert!(e.to_string().contains("range iterations"), "{e}");
+    let e = plain("{{ range 1000000 }}xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx{{ end }}").unwrap_err();
+    assert!(e.to_string().contains("more than 16777216 bytes"), "{e}");
+    let deep = format!(
+        "{}x{}",
+        "{{ if 1 }}".repeat(20_000),
+        "{{ end }}".repeat(20_000)
+    );
+    let e = plain(&deep).unwrap_err();
+    assert!(e.to_string().contains("nest more than 100 levels"), "{e}");
+    let parens = format!("{{{{ {}1{} }}}}", "(".repeat(20_000), ")".repeat(20_000));
+    let e = plain(&parens).unwrap_err();
+    assert!(e.to_string().contains("nest more than 100 levels"), "{e}");
+    let e = plain("{{ indent 1000000000 \"x\" }}").unwrap_err();
+    assert!(e.to_string().contains("indent width"), "{e}");
+    // Go's fmt: a width past 1e6 is "crazy long" and ends the format.
+    assert_eq!(
+        plain("a{{ printf \"%0999999999d|%s\" 1 \"x\" }}").unwrap(),
+        "a%!(NOVERB)%!(EXTRA int=1, string=x)"
+    );
+    assert_eq!(plain("{{ printf \"%5d\" 42 }}").unwrap(), "   42");
+    // Nesting within the limit still renders.
+    let ok = format!("{}x{}", "{{ if 1 }}".repeat(50), "{{ end }}".repeat(50));
+    assert_eq!(plain(&ok).unwrap(), "x");
+}

@@ -14,7 +14,7 @@ use std::fmt;
 use kforge_yaml::{Entry, Node, NodeValue, Span};
 use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, Visitor};
 
-use crate::path::Path;
+use crate::path::{Path, Seg};
 
 /// A problem found while decoding.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,27 +37,117 @@ pub enum IssueKind {
     Other(String),
 }
 
-/// Decodes `node` into `T`, returning the value (with defaults where the input was wrong)
-/// and every issue found.
+/// Decodes `node` into `T`, returning the value and every issue found.
+///
+/// A value that cannot be read is left out of the result (the field is unset), as if it
+/// had not been written: checks that run on the result then see "missing", not a
+/// substitute such as `0` or `false` that would raise misleading follow-on findings. This
+/// takes a second decode of a copy of the tree with those values removed, and one more
+/// per value that a hand-written `Deserialize` rejects outright (bounded).
 pub fn decode<T: DeserializeOwned + Default>(node: &Node, root: Path) -> (T, Vec<Issue>) {
+    /// Rejections handled by removing the value and decoding again, at most.
+    const MAX_RETRIES: usize = 64;
+    let mut issues: Vec<Issue> = Vec::new();
+    let mut tree: Option<Node> = None;
+    for _ in 0..=MAX_RETRIES {
+        let current = tree.as_ref().unwrap_or(node);
+        let (result, mut found) = decode_once::<T>(current, &root);
+        match result {
+            Ok(value) => {
+                let unreadable: Vec<Path> = found
+                    .iter()
+                    .filter(|i| !matches!(i.kind, IssueKind::UnknownKey { .. }))
+                    .map(|i| i.path.clone())
+                    .collect();
+                issues.append(&mut found);
+                if unreadable.is_empty() {
+                    return (value, issues);
+                }
+                let mut cleaned = tree.unwrap_or_else(|| node.clone());
+                for p in &unreadable {
+                    remove_at(&mut cleaned, &root, p);
+                }
+                // Issues of the cleaned tree are a subset of those already found.
+                let value = decode_once::<T>(&cleaned, &root).0.unwrap_or_default();
+                return (value, issues);
+            }
+            Err(e) => {
+                let (path, span) = e.at.unwrap_or_else(|| (root.clone(), node.span));
+                let removable = path != root;
+                let mut cleaned = tree.take().unwrap_or_else(|| node.clone());
+                if removable {
+                    remove_at(&mut cleaned, &root, &path);
+                }
+                issues.push(Issue {
+                    path: path.clone(),
+                    span,
+                    kind: rejection(&e.message),
+                });
+                if !removable {
+                    return (T::default(), issues);
+                }
+                tree = Some(cleaned);
+            }
+        }
+    }
+    (T::default(), issues)
+}
+
+fn decode_once<T: DeserializeOwned>(
+    node: &Node,
+    root: &Path,
+) -> (Result<T, DecodeError>, Vec<Issue>) {
     let issues = RefCell::new(Vec::new());
     let de = NodeDe {
         node,
         path: root.clone(),
         issues: &issues,
     };
-    let value = match T::deserialize(de) {
-        Ok(v) => v,
-        Err(e) => {
-            issues.borrow_mut().push(Issue {
-                path: root,
-                span: node.span,
-                kind: IssueKind::Other(e.0),
-            });
-            T::default()
-        }
+    let r = T::deserialize(de);
+    (r, issues.into_inner())
+}
+
+/// A serde rejection as an issue: `invalid type: map, expected X` becomes a type issue.
+fn rejection(message: &str) -> IssueKind {
+    if let Some((found, expected)) = message
+        .strip_prefix("invalid type: ")
+        .and_then(|rest| rest.split_once(", expected "))
+    {
+        let found = match found {
+            "map" => "a mapping".to_string(),
+            "sequence" => "a list".to_string(),
+            other => other.to_string(),
+        };
+        return IssueKind::Type {
+            expected: expected.to_string(),
+            found,
+        };
+    }
+    IssueKind::Other(message.to_string())
+}
+
+/// Makes the value at `path` null (an unset field, an empty list item), keeping its span.
+fn remove_at(node: &mut Node, root: &Path, path: &Path) {
+    let Some(segs) = path.0.get(root.0.len()..) else {
+        return;
     };
-    (value, issues.into_inner())
+    let mut cur = node;
+    for seg in segs {
+        let next = match (seg, &mut cur.value) {
+            (Seg::Key(k), NodeValue::Map(entries)) => entries
+                .iter_mut()
+                .find(|e| &e.key == k)
+                .map(|e| &mut e.value),
+            (Seg::Index(i), NodeValue::Seq(items)) => items.get_mut(*i),
+            _ => None,
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return,
+        }
+    }
+    cur.value = NodeValue::Null;
+    cur.raw = None;
 }
 
 /// The closest of `candidates` to `key`, if it is close enough to be a likely typo.
@@ -77,12 +167,34 @@ pub fn suggest<'a>(key: &str, candidates: impl IntoIterator<Item = &'a str>) -> 
         .map(|(_, c)| c.to_string())
 }
 
+/// A rejection by serde or a hand-written `Deserialize`, with the value it was about once
+/// known.
 #[derive(Debug)]
-pub struct DecodeError(String);
+pub struct DecodeError {
+    message: String,
+    at: Option<(Path, Span)>,
+}
+
+impl DecodeError {
+    fn new(message: impl Into<String>) -> Self {
+        DecodeError {
+            message: message.into(),
+            at: None,
+        }
+    }
+
+    /// Attributes the error to `node` unless a value further down already claimed it.
+    fn located(mut self, path: &Path, node: &Node) -> Self {
+        if self.at.is_none() {
+            self.at = Some((path.clone(), node.span));
+        }
+        self
+    }
+}
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -90,7 +202,7 @@ impl std::error::Error for DecodeError {}
 
 impl de::Error for DecodeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        DecodeError(msg.to_string())
+        DecodeError::new(msg.to_string())
     }
 }
 
@@ -179,25 +291,8 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
     type Error = DecodeError;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DecodeError> {
-        match &self.node.value {
-            NodeValue::Null => visitor.visit_unit(),
-            NodeValue::Bool(b) => visitor.visit_bool(*b),
-            NodeValue::Int(i) => visitor.visit_i64(*i),
-            NodeValue::UInt(u) => visitor.visit_u64(*u),
-            NodeValue::Float(f) => visitor.visit_f64(*f),
-            NodeValue::Str(s) => visitor.visit_str(s),
-            NodeValue::Seq(items) => visitor.visit_seq(SeqAccess {
-                de: &self,
-                items: items.iter(),
-                index: 0,
-            }),
-            NodeValue::Map(entries) => visitor.visit_map(MapAccess {
-                de: &self,
-                entries: entries.iter(),
-                fields: None,
-                pending: None,
-            }),
-        }
+        let (path, node) = (self.path.clone(), self.node);
+        self.any(visitor).map_err(|e| e.located(&path, node))
     }
 
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DecodeError> {
@@ -366,7 +461,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
                 self.mismatch(&format!("one of {}", variants.join(", ")));
                 match variants.first() {
                     Some(first) => visitor.visit_enum((*first).into_deserializer()),
-                    None => Err(DecodeError("enum without variants".into())),
+                    None => Err(DecodeError::new("enum without variants")),
                 }
             }
         }
@@ -382,6 +477,28 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
 }
 
 impl<'de> NodeDe<'de> {
+    fn any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DecodeError> {
+        match &self.node.value {
+            NodeValue::Null => visitor.visit_unit(),
+            NodeValue::Bool(b) => visitor.visit_bool(*b),
+            NodeValue::Int(i) => visitor.visit_i64(*i),
+            NodeValue::UInt(u) => visitor.visit_u64(*u),
+            NodeValue::Float(f) => visitor.visit_f64(*f),
+            NodeValue::Str(s) => visitor.visit_str(s),
+            NodeValue::Seq(items) => visitor.visit_seq(SeqAccess {
+                de: &self,
+                items: items.iter(),
+                index: 0,
+            }),
+            NodeValue::Map(entries) => visitor.visit_map(MapAccess {
+                de: &self,
+                entries: entries.iter(),
+                fields: None,
+                pending: None,
+            }),
+        }
+    }
+
     fn structure<V: Visitor<'de>>(
         self,
         visitor: V,
@@ -469,7 +586,7 @@ impl<'de> de::MapAccess<'de> for MapAccess<'_, 'de> {
         let entry = self
             .pending
             .take()
-            .ok_or_else(|| DecodeError("value without a key".into()))?;
+            .ok_or_else(|| DecodeError::new("value without a key"))?;
         let path = self.de.path.key(entry.key.clone());
         seed.deserialize(self.de.child(&entry.value, path))
     }
@@ -505,6 +622,38 @@ mod tests {
         assert!(msgs[3].starts_with("nodes[0].installDisk"));
         assert!(msgs[4].starts_with("nodes[1].nodeLabels"));
         assert_eq!(issues[1].span.start.line, 4);
+    }
+
+    #[test]
+    fn unreadable_values_are_left_unset() {
+        let (cf, issues) = run(
+            "clusterName: c\nnodes:\n  - hostname: n1\n    controlPlane: ture\n    hardware: {cpus: many, memory: {a: 1}}\n    networkInterfaces:\n      - interface: eth0\n        mtu: 99999999999\n",
+        );
+        let msgs: Vec<String> = issues
+            .iter()
+            .map(|i| format!("{} {:?}", i.path, i.kind))
+            .collect();
+        assert_eq!(issues.len(), 4, "{msgs:#?}");
+        // A rejection by a hand-written Deserialize (IntOrString) is located and does not
+        // throw away the rest of the file.
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("nodes[0].hardware.memory Type") && m.contains("a mapping")),
+            "{msgs:#?}"
+        );
+        assert_eq!(cf.cluster_name.as_deref(), Some("c"));
+        let n = &cf.nodes.as_ref().unwrap()[0];
+        assert_eq!(n.hostname.as_deref(), Some("n1"));
+        assert_eq!(n.control_plane, None);
+        let hw = n.hardware.as_ref().unwrap();
+        assert_eq!((hw.cpus, hw.memory.is_none()), (None, true));
+        assert_eq!(n.network_interfaces.as_ref().unwrap()[0].mtu, None);
+        assert_eq!(
+            n.network_interfaces.as_ref().unwrap()[0]
+                .interface
+                .as_deref(),
+            Some("eth0")
+        );
     }
 
     #[test]

@@ -25,7 +25,56 @@ pub struct Location {
     pub col: usize,
     /// Characters to underline from `col` (at least 1).
     pub len: usize,
+    /// The line, or for a very long line an excerpt around `col` (see `excerpt_start`).
     pub line_text: String,
+    /// Characters of the line left out before `line_text`: 0 unless the line was too long
+    /// to keep whole (a 16 MB one-line file must not be copied into every diagnostic).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub excerpt_start: usize,
+}
+
+impl Location {
+    /// A location in `line` (the full text of line number `line`), keeping an excerpt of
+    /// it when it is very long.
+    pub fn in_line(file: &FsPath, line: usize, col: usize, len: usize, text: &str) -> Location {
+        let col = col.max(1);
+        let (line_text, excerpt_start) = excerpt(text, col);
+        Location {
+            file: file.to_path_buf(),
+            line,
+            col,
+            len: len.max(1),
+            line_text,
+            excerpt_start,
+        }
+    }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Lines longer than this many characters are shown as an excerpt around the column.
+pub const MAX_LINE_CHARS: usize = 200;
+/// Characters of context kept before the column in an excerpt.
+const EXCERPT_BEFORE: usize = 60;
+
+/// The part of `line` to show for a problem at 1-based column `col`: the whole line when it
+/// is short, else up to [`MAX_LINE_CHARS`] characters starting a little before `col`.
+/// Returns the excerpt and how many characters were left out before it.
+pub fn excerpt(line: &str, col: usize) -> (String, usize) {
+    let total = line.chars().count();
+    if total <= MAX_LINE_CHARS {
+        return (line.to_string(), 0);
+    }
+    let start = col
+        .saturating_sub(1)
+        .saturating_sub(EXCERPT_BEFORE)
+        .min(total);
+    (
+        line.chars().skip(start).take(MAX_LINE_CHARS).collect(),
+        start,
+    )
 }
 
 /// One problem.
@@ -44,6 +93,10 @@ pub struct Diagnostic {
     pub help: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The nodes (hostnames) a finding applies to, when it comes from rendering nodes: one
+    /// group patch that fails on three nodes is one finding for three nodes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
 }
 
 impl Diagnostic {
@@ -56,6 +109,7 @@ impl Diagnostic {
             label: None,
             help: None,
             notes: Vec::new(),
+            nodes: Vec::new(),
         }
     }
 
@@ -86,6 +140,12 @@ impl Diagnostic {
         self
     }
 
+    /// Records that the finding applies to node `hostname`.
+    pub fn for_node(mut self, hostname: impl Into<String>) -> Self {
+        self.nodes.push(hostname.into());
+        self
+    }
+
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }
@@ -97,19 +157,44 @@ pub struct LineIndex {
     /// Character index at which each line starts.
     starts: Vec<usize>,
     lines: Vec<String>,
+    /// For lines longer than [`MAX_LINE_CHARS`]: the byte offset of every
+    /// [`MARK_EVERY`]-th character, so an excerpt of a huge line costs the same wherever
+    /// it is taken (thousands of findings on one minified line stay linear).
+    marks: Vec<Vec<usize>>,
 }
+
+const MARK_EVERY: usize = 256;
 
 impl LineIndex {
     pub fn new(text: &str) -> Self {
         let mut starts = vec![0];
         let mut lines = Vec::new();
+        let mut marks = Vec::new();
         let mut idx = 0;
-        for line in text.split('\n') {
-            idx += line.chars().count() + 1;
+        for raw in text.split('\n') {
+            let line = raw.trim_end_matches('\r');
+            let mut count = 0;
+            let mut line_marks = Vec::new();
+            for (byte, _) in line.char_indices() {
+                if count % MARK_EVERY == 0 {
+                    line_marks.push(byte);
+                }
+                count += 1;
+            }
+            if count <= MAX_LINE_CHARS {
+                line_marks = Vec::new();
+            }
+            // Positions count every character of the text, a trimmed `\r` included.
+            idx += count + (raw.len() - line.len()) + 1;
             starts.push(idx);
-            lines.push(line.trim_end_matches('\r').to_string());
+            lines.push(line.to_string());
+            marks.push(line_marks);
         }
-        LineIndex { starts, lines }
+        LineIndex {
+            starts,
+            lines,
+            marks,
+        }
     }
 
     /// 1-based line and column of a character index.
@@ -132,18 +217,30 @@ impl LineIndex {
     /// first line.
     pub fn location(&self, file: &FsPath, start: usize, end: usize) -> Location {
         let (line, col) = self.line_col(start);
-        let text = self.line_text(line).to_string();
-        let line_len = text.chars().count();
-        let len = end
-            .saturating_sub(start)
-            .min(line_len.saturating_sub(col - 1))
-            .max(1);
+        let full = self.line_text(line);
+        let (text, excerpt_start) = match self.marks.get(line.wrapping_sub(1)) {
+            Some(m) if !m.is_empty() => {
+                let first = col.saturating_sub(1).saturating_sub(EXCERPT_BEFORE);
+                let from = m.get(first / MARK_EVERY).copied().unwrap_or(full.len());
+                let rest = full.get(from..).unwrap_or("");
+                let text: String = rest
+                    .chars()
+                    .skip(first % MARK_EVERY)
+                    .take(MAX_LINE_CHARS)
+                    .collect();
+                (text, first)
+            }
+            _ => (full.to_string(), 0),
+        };
+        let shown_after_col = (text.chars().count() + excerpt_start).saturating_sub(col - 1);
+        let len = end.saturating_sub(start).min(shown_after_col).max(1);
         Location {
             file: file.to_path_buf(),
             line,
             col,
             len,
             line_text: text,
+            excerpt_start,
         }
     }
 }
@@ -296,6 +393,19 @@ mod tests {
         assert_eq!(li.line_col(5), (2, 3));
         assert_eq!(li.line_col(8), (4, 1));
         assert_eq!(li.line_text(2), "cdé");
+    }
+
+    #[test]
+    fn long_lines_become_excerpts() {
+        let line = format!("key: {}", "x".repeat(10_000));
+        let li = LineIndex::new(&line);
+        let loc = li.location(FsPath::new("f"), 5000, 20_000);
+        assert_eq!((loc.line, loc.col), (1, 5001));
+        assert_eq!(loc.excerpt_start, 5000 - EXCERPT_BEFORE);
+        assert_eq!(loc.line_text.chars().count(), MAX_LINE_CHARS);
+        assert_eq!(loc.len, MAX_LINE_CHARS - EXCERPT_BEFORE);
+        let short = LineIndex::new("a: b").location(FsPath::new("f"), 3, 4);
+        assert_eq!((short.excerpt_start, short.line_text.as_str()), (0, "a: b"));
     }
 
     #[test]

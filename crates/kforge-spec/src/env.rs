@@ -212,13 +212,13 @@ fn env_error(path: &FsPath, line: usize, raw: &str, what: &str) -> Diagnostic {
         "env-file",
         format!("malformed line in env file {}", path.display()),
     )
-    .at(Some(crate::diagnostic::Location {
-        file: path.to_path_buf(),
+    .at(Some(crate::diagnostic::Location::in_line(
+        path,
         line,
         col,
-        len: raw.trim().chars().count().max(1),
-        line_text: raw.to_string(),
-    }))
+        raw.trim().chars().count(),
+        raw,
+    )))
     .label(what.to_string())
     .help("env files hold one `KEY=value` or `KEY: value` per line; `#` starts a comment")
 }
@@ -230,10 +230,29 @@ pub struct Substituted {
     pub map: SourceMap,
 }
 
+/// At most this many problems are reported per text; a file with thousands of broken `${`
+/// says so once more rather than thousands of times.
+const MAX_ERRORS: usize = 100;
+
+/// How deeply `${A:-${B:-…}}` defaults may nest.
+const MAX_NESTING: usize = 16;
+
 /// Substitutes variables in `text` (the contents of `file`). Every unset or empty variable
-/// and every malformed expression is reported.
+/// and every malformed expression is reported (up to a limit, then a count of the rest).
 pub fn substitute(text: &str, file: &FsPath, env: &Env) -> Result<Substituted, Vec<Diagnostic>> {
+    substitute_nested(text, file, env, 0)
+}
+
+fn substitute_nested(
+    text: &str,
+    file: &FsPath,
+    env: &Env,
+    depth: usize,
+) -> Result<Substituted, Vec<Diagnostic>> {
     let chars: Vec<char> = text.chars().collect();
+    let closing = closing_braces(&chars);
+    let mut suppressed = 0usize;
+    let mut first_suppressed = None;
     let index = LineIndex::new(text);
     let mut out = String::with_capacity(text.len());
     let mut out_len = 0usize;
@@ -290,11 +309,11 @@ pub fn substitute(text: &str, file: &FsPath, env: &Env) -> Result<Substituted, V
         let next = chars.get(i + 1).copied();
         let (consumed, replacement) = match next {
             Some('$') => (2, Ok(Some("$".to_string()))),
-            Some('{') => match closing_brace(&chars[i + 2..]) {
+            Some('{') => match closing.get(&(i + 1)) {
                 None => (1, Err("`${` without a closing `}`".to_string())),
-                Some(end) => {
-                    let expr: String = chars[i + 2..i + 2 + end].iter().collect();
-                    (end + 3, eval_braced(&expr, env).map(Some))
+                Some(&close) => {
+                    let expr: String = chars[i + 2..close].iter().collect();
+                    (close - i + 1, eval_braced(&expr, env, depth).map(Some))
                 }
             },
             Some(n) if n == '_' || n.is_ascii_alphabetic() => {
@@ -322,6 +341,14 @@ pub fn substitute(text: &str, file: &FsPath, env: &Env) -> Result<Substituted, V
                 lit_start = i;
                 prev = 'x';
             }
+            Err(_) if errors.len() >= MAX_ERRORS => {
+                suppressed += 1;
+                if first_suppressed.is_none() {
+                    first_suppressed = Some(index.location(file, i, i + consumed));
+                }
+                i += consumed;
+                prev = 'x';
+            }
             Err(msg) => {
                 let mut loc = index.location(file, i, i + consumed);
                 loc.len = consumed.min(loc.len.max(consumed));
@@ -337,6 +364,19 @@ pub fn substitute(text: &str, file: &FsPath, env: &Env) -> Result<Substituted, V
         }
     }
     flush(&mut out, &mut out_len, &mut map, lit_start, chars.len());
+    if suppressed > 0 {
+        errors.push(
+            Diagnostic::error(
+                "env-var",
+                format!(
+                    "{suppressed} more problem(s) with variables in {} are not shown",
+                    file.display()
+                ),
+            )
+            .at(first_suppressed)
+            .label("the first of them"),
+        );
+    }
     if errors.is_empty() {
         Ok(Substituted { text: out, map })
     } else {
@@ -344,19 +384,28 @@ pub fn substitute(text: &str, file: &FsPath, env: &Env) -> Result<Substituted, V
     }
 }
 
-/// Index of the `}` closing a `${`, allowing nested `${…}` in defaults.
-fn closing_brace(chars: &[char]) -> Option<usize> {
-    let mut depth = 0usize;
+/// For every `{` that follows a `$`, the index of the `}` closing it on the same line
+/// (nested braces, as in `${A:-${B}}`, pair up inside). One pass over the text, so a line
+/// of a million unclosed `${` costs no more than reading it.
+fn closing_braces(chars: &[char]) -> HashMap<usize, usize> {
+    let mut open: Vec<usize> = Vec::new();
+    let mut out = HashMap::new();
     for (i, &c) in chars.iter().enumerate() {
         match c {
-            '{' => depth += 1,
-            '}' if depth == 0 => return Some(i),
-            '}' => depth -= 1,
-            '\n' => return None,
+            '{' => open.push(i),
+            '}' => {
+                if let Some(o) = open.pop()
+                    && o > 0
+                    && chars[o - 1] == '$'
+                {
+                    out.insert(o, i);
+                }
+            }
+            '\n' => open.clear(),
             _ => {}
         }
     }
-    None
+    out
 }
 
 fn lookup(name: &str, env: &Env) -> Result<String, String> {
@@ -368,7 +417,7 @@ fn lookup(name: &str, env: &Env) -> Result<String, String> {
 }
 
 /// Evaluates the inside of `${…}`.
-fn eval_braced(expr: &str, env: &Env) -> Result<String, String> {
+fn eval_braced(expr: &str, env: &Env, depth: usize) -> Result<String, String> {
     if let Some(name) = expr.strip_prefix('#') {
         check_name(name)?;
         return Ok(env.get(name).unwrap_or("").chars().count().to_string());
@@ -382,7 +431,7 @@ fn eval_braced(expr: &str, env: &Env) -> Result<String, String> {
     let value = env.get(name);
     let set = value.is_some();
     let nonempty = value.is_some_and(|v| !v.is_empty());
-    let sub_default = |d: &str| -> Result<String, String> { substitute_inner(d, env) };
+    let sub_default = |d: &str| -> Result<String, String> { substitute_inner(d, env, depth + 1) };
     match op {
         "" => lookup(name, env),
         _ if op.starts_with(":-") => {
@@ -491,8 +540,13 @@ fn check_name(name: &str) -> Result<(), String> {
 }
 
 /// Substitution inside a default value (no position tracking needed).
-fn substitute_inner(text: &str, env: &Env) -> Result<String, String> {
-    match substitute(text, FsPath::new(""), env) {
+fn substitute_inner(text: &str, env: &Env, depth: usize) -> Result<String, String> {
+    if depth > MAX_NESTING {
+        return Err(format!(
+            "substitutions nest more than {MAX_NESTING} levels deep"
+        ));
+    }
+    match substitute_nested(text, FsPath::new(""), env, depth) {
         Ok(s) => Ok(s.text),
         Err(diags) => Err(diags
             .into_iter()
@@ -556,6 +610,27 @@ mod tests {
         assert_eq!(errs[0], "2:4 variable ${MISSING} is not set");
         assert_eq!(errs[1], "3:4 variable ${E} is empty");
         assert!(errs[2].starts_with("4:4"));
+    }
+
+    #[test]
+    fn hostile_texts_stay_bounded() {
+        let e = env(&[("A", "a")]);
+        // A long line of unclosed `${`: one error each up to the limit, then a count.
+        let errs = sub(&format!("x: {}\n", "${".repeat(50_000)), &e).unwrap_err();
+        assert_eq!(errs.len(), MAX_ERRORS + 1);
+        assert!(
+            errs[MAX_ERRORS]
+                .ends_with("49900 more problem(s) with variables in t.yaml are not shown"),
+            "{}",
+            errs[MAX_ERRORS]
+        );
+        // Defaults nested thousands deep: an error, not a stack overflow.
+        let deep = format!("{}x{}", "${B:-".repeat(5000), "}".repeat(5000));
+        let errs = sub(&deep, &e).unwrap_err();
+        assert!(errs[0].contains("nest more than 16 levels"), "{errs:?}");
+        // Nesting within the limit still works, and braces pair up per line.
+        assert_eq!(sub("${B:-${C:-${A}}} {x} ${A}", &e).unwrap(), "a {x} a");
+        assert!(sub("${A\n}", &e).is_err());
     }
 
     #[test]

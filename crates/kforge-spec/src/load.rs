@@ -9,7 +9,7 @@ use kforge_yaml::Limits;
 use serde::Serialize;
 
 use crate::decode::{self, IssueKind};
-use crate::diagnostic::{Diagnostic, LineIndex, SourceFile, SourceMap};
+use crate::diagnostic::{Diagnostic, LineIndex, Location, SourceFile, SourceMap};
 use crate::env::{self, Env};
 use crate::model::{ClusterFile, InstallDiskSelector, NodeGroup, NodeSpec};
 use crate::path::Path;
@@ -180,13 +180,15 @@ pub fn load(
     let text = match reader.read(path) {
         Ok(t) => t,
         Err(why) => {
-            return fail(vec![
-                Diagnostic::error(
-                    "read",
-                    format!("cannot read cluster file {}: {why}", path.display()),
-                )
-                .help("pass the cluster file with -c/--config-file"),
-            ]);
+            let d = Diagnostic::error(
+                "read",
+                format!("cannot read cluster file {}: {why}", path.display()),
+            );
+            return fail(vec![if reader.exists(path) {
+                d
+            } else {
+                d.help("pass the cluster file with -c/--config-file")
+            }]);
         }
     };
     if text.len() > MAX_CLUSTER_FILE_BYTES {
@@ -199,6 +201,23 @@ pub fn load(
                 MAX_CLUSTER_FILE_BYTES
             ),
         )]);
+    }
+    // A byte-order mark is not part of the text: editors do not count it as a column.
+    let text = match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
+    };
+    if text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        return fail(vec![
+            Diagnostic::error(
+                "empty",
+                format!("the cluster file {} is empty", path.display()),
+            )
+            .help("a cluster file needs at least `clusterName`, `kubernetesVersion`, `endpoint` and `nodes`; see the examples/ directory"),
+        ]);
     }
     let base_dir = path.parent().map(FsPath::to_path_buf).unwrap_or_default();
 
@@ -216,10 +235,13 @@ pub fn load(
         for (file, explicit) in &env_files {
             if !reader.exists(file) {
                 if *explicit {
-                    diagnostics.push(Diagnostic::error(
-                        "env-file",
-                        format!("env file {} does not exist", file.display()),
-                    ));
+                    diagnostics.push(
+                        Diagnostic::error(
+                            "env-file",
+                            format!("env file {} does not exist", file.display()),
+                        )
+                        .help("check the path given with -e/--env-file (relative to the current directory)"),
+                    );
                 }
                 continue;
             }
@@ -281,9 +303,35 @@ pub fn load(
         Err(e) => {
             let start = map.original(e.pos.index);
             let loc = lines.location(path, start, start + 1);
-            diagnostics.push(
-                Diagnostic::error("yaml", format!("invalid YAML: {}", e.message)).at(Some(loc)),
-            );
+            diagnostics.push(match tab_indent_near(&text, loc.line) {
+                Some((line, col)) => {
+                    Diagnostic::error("yaml", "invalid YAML: a tab indents this line")
+                        .at(Some(Location::in_line(
+                            path,
+                            line,
+                            col,
+                            1,
+                            lines.line_text(line),
+                        )))
+                        .label("YAML indents with spaces only")
+                        .note(format!(
+                            "the YAML parser reports: {} (line {})",
+                            e.message, loc.line
+                        ))
+                        .help("replace the tabs at the start of the line with spaces")
+                }
+                None => {
+                    let at_end = start >= text.chars().count().saturating_sub(1);
+                    let d = Diagnostic::error("yaml", format!("invalid YAML: {}", e.message))
+                        .at(Some(loc));
+                    if at_end {
+                        d.label("the file ends here")
+                            .help("something opened earlier (`[`, `{` or a quote) is never closed")
+                    } else {
+                        d
+                    }
+                }
+            });
             return fail(diagnostics);
         }
     };
@@ -330,13 +378,16 @@ pub fn load(
                     Diagnostic::warning("unknown-key", "")
                 };
                 let d = Diagnostic {
-                    message: format!("unknown key `{key}` in `{}`", parent_of(&issue.path)),
+                    message: format!("unknown key `{key}` {}", parent_of(&issue.path)),
                     ..d
                 }
                 .at(Some(source.locate_span(issue.span)))
                 .label("not a cluster-file field");
                 match suggestion {
                     Some(s) => d.help(format!("did you mean `{s}`?")),
+                    None if opts.strict => d.help(
+                        "remove it, or check the spelling against the schema (`kforge schema`)",
+                    ),
                     None => d.help("kforge ignores it (use --strict to make unknown keys errors)"),
                 }
             }
@@ -362,10 +413,31 @@ pub fn load(
     }
 }
 
+/// The first line within one line of `line` whose indentation holds a tab, and the column
+/// of that tab. The YAML parser often reports such a line at the end of the line before.
+fn tab_indent_near(text: &str, line: usize) -> Option<(usize, usize)> {
+    text.split('\n')
+        .enumerate()
+        .skip(line.saturating_sub(2))
+        .take(3)
+        .find_map(|(i, l)| {
+            let indent: String = l.chars().take_while(|c| *c == ' ' || *c == '\t').collect();
+            let rest = &l[indent.len()..];
+            let has_content = !rest.trim().is_empty() && !rest.starts_with('#');
+            let tab = indent.find('\t')?;
+            has_content.then_some((i + 1, tab + 1))
+        })
+}
+
+/// "in `nodes[0]`", or "at the top level".
 fn parent_of(path: &Path) -> String {
     let mut p = path.clone();
     p.0.pop();
-    p.to_string()
+    if p.0.is_empty() {
+        "at the top level".to_string()
+    } else {
+        format!("in `{p}`")
+    }
 }
 
 /// talhelper's group → node merge (`pkg/config/nodeconfigs.go`): `patches` are the group's
@@ -630,6 +702,24 @@ pub(crate) mod tests {
         assert_eq!((loc.line, loc.col, loc.len), (4, 5, 8));
         assert_eq!(loc.line_text, "    ipAdress: 1.2.3.4");
         assert_eq!(d.help.as_deref(), Some("did you mean `ipAddress`?"));
+    }
+
+    #[test]
+    fn tab_indentation_is_named() {
+        let reader = mem(&[(
+            "t.yaml",
+            "clusterName: a\nnodes:\n  - hostname: a\n  \tipAddress: x\n",
+        )]);
+        let loaded = load(
+            FsPath::new("t.yaml"),
+            &LoadOptions::default(),
+            &reader,
+            HashMap::new(),
+        );
+        let d = &loaded.diagnostics[0];
+        assert_eq!(d.message, "invalid YAML: a tab indents this line");
+        let loc = d.location.as_ref().unwrap();
+        assert_eq!((loc.line, loc.col), (4, 3));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, Location};
 use crate::load::{Cluster, ResolvedNode, SourceReader};
 use crate::model::{Device, IntOrString};
 use crate::path::Path;
@@ -86,11 +86,57 @@ impl Validator<'_> {
         self.push(d)
     }
 
+    /// A required `key` missing from the mapping at `parent`: points at where that mapping
+    /// starts (one character, so it does not read as a complaint about the first field).
+    fn missing(&mut self, parent: &Path, key: &str, message: impl Into<String>) -> Found<'_> {
+        let mut loc = self.c.source.locate(parent);
+        if let Some(l) = &mut loc {
+            l.len = 1;
+        }
+        let where_ = if parent.0.is_empty() {
+            "the top level".to_string()
+        } else {
+            format!("`{parent}`")
+        };
+        let d = Diagnostic::error("required", message)
+            .at(loc)
+            .label(format!("{where_} has no `{key}`"));
+        self.push(d)
+    }
+
+    /// Where `item` was written inside the scalar at `path` (one entry of a comma list such
+    /// as `ipAddress: "10.0.1.1, 10.0.1.2"`), or the whole value when it cannot be found.
+    fn within(&self, path: &Path, item: &str) -> Option<Location> {
+        let mut loc = self.c.source.locate(path)?;
+        let skip = loc.col.saturating_sub(1).saturating_sub(loc.excerpt_start);
+        let Some(byte_skip) = loc.line_text.char_indices().nth(skip).map(|(b, _)| b) else {
+            return Some(loc);
+        };
+        let value = &loc.line_text[byte_skip..];
+        let end = value
+            .char_indices()
+            .nth(loc.len)
+            .map_or(value.len(), |(b, _)| b);
+        if let Some(found) = value[..end].find(item) {
+            loc.col += value[..found].chars().count();
+            loc.len = item.chars().count().max(1);
+        }
+        Some(loc)
+    }
+
+    /// Whether a value was written at `path` but could not be read: it was reported as a
+    /// type error already, so "missing" would be a misleading second finding.
+    fn unreadable(&self, path: &Path) -> bool {
+        self.c.source.node(path).is_some_and(|n| !n.is_null())
+    }
+
     fn top_level(&mut self) {
         let f = &self.c.file;
         let root = Path::root();
-        if f.cluster_name.as_deref().unwrap_or("").is_empty() {
-            self.err("required", &root, "`clusterName` is required")
+        if f.cluster_name.as_deref().unwrap_or("").is_empty()
+            && !(f.cluster_name.is_none() && self.unreadable(&root.key("clusterName")))
+        {
+            self.missing(&root, "clusterName", "`clusterName` is required")
                 .help("add `clusterName: <name>` at the top of the file");
         }
 
@@ -111,15 +157,25 @@ impl Validator<'_> {
             Some(v) => match versions::contract_for(&v) {
                 Ok(c) => Some(c),
                 Err(msg) => {
-                    self.err("version", &root.key("talosVersion"), msg);
+                    self.err("version", &root.key("talosVersion"), msg)
+                        .label("no machine-config contract known for this version")
+                        .help(format!(
+                            "set `talosVersion` to a supported release, e.g. `{}`",
+                            versions::DEFAULT_TALOS_VERSION
+                        ));
                     None
                 }
             },
         };
         match f.kubernetes_version.as_deref() {
+            None if self.unreadable(&root.key("kubernetesVersion")) => {}
             None | Some("") => {
-                self.err("required", &root, "`kubernetesVersion` is required")
-                    .help("add e.g. `kubernetesVersion: v1.35.0` (talhelper requires it too)");
+                self.missing(
+                    &root,
+                    "kubernetesVersion",
+                    "`kubernetesVersion` is required",
+                )
+                .help("add e.g. `kubernetesVersion: v1.35.0` (talhelper requires it too)");
             }
             Some(k) => match Version::parse(k) {
                 None => {
@@ -149,9 +205,10 @@ impl Validator<'_> {
         }
 
         match f.endpoint.as_deref() {
+            None if self.unreadable(&root.key("endpoint")) => {}
             None | Some("") => {
-                self.err("required", &root, "`endpoint` is required")
-                    .help("add e.g. `endpoint: https://10.0.1.10:6443`");
+                self.missing(&root, "endpoint", "`endpoint` is required")
+                    .help("add e.g. `endpoint: https://10.0.1.10:6443` (the VIP or load balancer of the control plane)");
             }
             Some(e) => {
                 if let Err((msg, help)) = parse_endpoint(e) {
@@ -223,6 +280,7 @@ impl Validator<'_> {
         for (i, m) in f.inline_manifests.iter().flatten().enumerate() {
             let p = root.key("inlineManifests").index(i);
             match m.name.as_deref() {
+                None if self.unreadable(&p.key("name")) => {}
                 None | Some("") => {
                     self.err("manifest", &p, "inline manifest needs a `name`");
                 }
@@ -236,6 +294,7 @@ impl Validator<'_> {
                 _ => {}
             }
             match m.contents.as_deref() {
+                None if self.unreadable(&p.key("contents")) => {}
                 None | Some("") => {
                     self.err("manifest", &p, "inline manifest needs `contents`");
                 }
@@ -253,12 +312,25 @@ impl Validator<'_> {
             )
             .help("set `certSANs` on the nodes or on `controlPlane:`/`worker:` instead");
         }
-        if f.nodes.as_deref().unwrap_or_default().is_empty() {
-            self.err(
-                "required",
-                &root,
-                "`nodes` is required and must list at least one node",
-            );
+        match f.nodes.as_deref() {
+            None if self.unreadable(&root.key("nodes")) => {}
+            None => {
+                self.missing(
+                    &root,
+                    "nodes",
+                    "`nodes` is required and must list at least one node",
+                )
+                .help("add `nodes:` with one `- hostname: …` entry per machine");
+            }
+            Some([]) => {
+                self.err(
+                    "required",
+                    &root.key("nodes"),
+                    "`nodes` must list at least one node",
+                )
+                .label("empty list");
+            }
+            Some(_) => {}
         }
         if let Some(b) = &f.bootstrap_node {
             match self.c.nodes.iter().find(|n| &n.hostname == b) {
@@ -295,36 +367,76 @@ impl Validator<'_> {
         }
     }
 
+    /// Whether `nodes[i]` was written as something other than a mapping (a type error
+    /// already): nothing more can be said about it.
+    fn node_unreadable(&self, i: usize) -> bool {
+        self.c
+            .source
+            .node(&Path::root().key("nodes").index(i))
+            .is_some_and(|n| {
+                !matches!(
+                    n.value,
+                    kforge_yaml::NodeValue::Map(_) | kforge_yaml::NodeValue::Null
+                )
+            })
+    }
+
     fn node(&mut self, n: &ResolvedNode) {
+        if self.node_unreadable(n.index) {
+            return;
+        }
         let np = n.path();
         let field = |key: &str| self.c.node_field_path(n, key);
+        let spec = self
+            .c
+            .file
+            .nodes
+            .as_deref()
+            .and_then(|nodes| nodes.get(n.index));
+        let unset = |get: fn(&crate::model::NodeSpec) -> bool| spec.is_none_or(get);
         if n.hostname.is_empty() {
-            self.err(
-                "required",
-                &np,
-                format!("node #{} needs a `hostname`", n.index + 1),
-            );
-        } else if !is_dns_name(&n.hostname) {
+            if !(unset(|s| s.hostname.is_none()) && self.unreadable(&np.key("hostname"))) {
+                self.missing(
+                    &np,
+                    "hostname",
+                    format!("node #{} needs a `hostname`", n.index + 1),
+                );
+            }
+        } else if let Some(why) = dns_name_problem(&n.hostname) {
             self.err(
                 "hostname",
                 &np.key("hostname"),
                 format!("`{}` is not a valid hostname", n.hostname),
             )
-            .label("expected lowercase letters, digits, `-` and `.` (RFC 1123)");
+            .label(why)
+            .help("hostnames follow RFC 1123: labels of lower-case letters, digits and `-`, joined by `.`");
         }
-        if n.ip_addresses.is_empty() {
-            self.err(
-                "required",
+        if n.ip_addresses.is_empty()
+            && !(unset(|s| s.ip_address.is_none()) && self.unreadable(&np.key("ipAddress")))
+        {
+            self.missing(
                 &np,
-                format!("node `{}` needs an `ipAddress`", n.hostname),
-            );
+                "ipAddress",
+                format!("{} needs an `ipAddress`", node_name(n)),
+            )
+            .help("the address kforge and talosctl reach the node at, e.g. `ipAddress: 10.0.1.11`");
         }
         for ip in &n.ip_addresses {
-            if ip.parse::<IpAddr>().is_err() && !is_dns_name(ip) {
-                self.err(
-                    "ip",
-                    &np.key("ipAddress"),
-                    format!("`{ip}` is not an IP address or a DNS name"),
+            if ip.parse::<IpAddr>().is_ok() {
+                continue;
+            }
+            let at = self.within(&np.key("ipAddress"), ip);
+            if numeric_tld(ip) {
+                self.push(
+                    Diagnostic::error("ip", format!("`{ip}` is not a valid IP address"))
+                        .at(at)
+                        .label("an IPv4 address has four parts, each 0 to 255"),
+                );
+            } else if let Some(why) = dns_name_problem(ip) {
+                self.push(
+                    Diagnostic::error("ip", format!("`{ip}` is not an IP address or a DNS name"))
+                        .at(at)
+                        .label(why),
                 );
             }
         }
@@ -334,13 +446,28 @@ impl Validator<'_> {
             .as_ref()
             .and_then(|m| m.mode.as_deref())
             .unwrap_or("metal");
-        if mode == "metal" && n.install_disk.is_none() && n.install_disk_selector.is_none() {
-            self.err(
-                "install-disk",
-                &np,
-                format!("node `{}` has no install disk", n.hostname),
-            )
-            .help("metal nodes need `installDisk: /dev/…` or `installDiskSelector:`");
+        let disk_unreadable = (unset(|s| s.install_disk.is_none())
+            && self.unreadable(&np.key("installDisk")))
+            || (unset(|s| s.install_disk_selector.is_none())
+                && self.unreadable(&np.key("installDiskSelector")));
+        if mode == "metal"
+            && n.install_disk.is_none()
+            && n.install_disk_selector.is_none()
+            && !disk_unreadable
+        {
+            let mut loc = self.c.source.locate(&np);
+            if let Some(l) = &mut loc {
+                l.len = 1;
+            }
+            self.push(
+                Diagnostic::error(
+                    "install-disk",
+                    format!("{} has no install disk", node_name(n)),
+                )
+                .at(loc)
+                .label("neither `installDisk` nor `installDiskSelector` is set")
+                .help("metal nodes need `installDisk: /dev/…` or `installDiskSelector:` (or `machineSpec: {mode: cloud}` for cloud images)"),
+            );
         }
         if n.install_disk.is_some() && n.install_disk_selector.is_some() {
             self.err(
@@ -456,6 +583,7 @@ impl Validator<'_> {
                     )
                     .label("expected create, append or overwrite");
                 }
+                None if self.unreadable(&p.key("op")) => {}
                 None => {
                     self.err(
                         "machine-file",
@@ -473,6 +601,7 @@ impl Validator<'_> {
                         format!("machine file path `{path}` must be absolute"),
                     );
                 }
+                None if self.unreadable(&p.key("path")) => {}
                 None => {
                     self.err("machine-file", &p, "machine file needs a `path`");
                 }
@@ -521,6 +650,9 @@ impl Validator<'_> {
         for (i, d) in devices.iter().enumerate() {
             let p = base.index(i);
             match (&d.interface, &d.device_selector) {
+                (None, None)
+                    if self.unreadable(&p.key("interface"))
+                        || self.unreadable(&p.key("deviceSelector")) => {}
                 (None, None) => {
                     self.err(
                         "network",
@@ -658,6 +790,7 @@ impl Validator<'_> {
                         )
                         .label("expected 1 to 4094");
                     }
+                    None if self.unreadable(&vp.key("vlanId")) => {}
                     None => {
                         self.err("vlan", &vp, "VLAN needs a `vlanId`");
                     }
@@ -732,6 +865,7 @@ impl Validator<'_> {
         for (i, r) in fw.rules.iter().flatten().enumerate() {
             let rp = p.key("rules").index(i);
             match r.name.as_deref() {
+                None if self.unreadable(&rp.key("name")) => {}
                 None | Some("") => {
                     self.err("firewall", &rp, "firewall rule needs a `name`");
                 }
@@ -745,6 +879,7 @@ impl Validator<'_> {
                 _ => {}
             }
             match &r.port_selector {
+                None if self.unreadable(&rp.key("portSelector")) => {}
                 None => {
                     self.err("firewall", &rp, "firewall rule needs a `portSelector`");
                 }
@@ -769,6 +904,7 @@ impl Validator<'_> {
                             )
                             .label("expected tcp or udp");
                         }
+                        None if self.unreadable(&rp.key("portSelector").key("protocol")) => {}
                         None => {
                             self.err(
                                 "firewall",
@@ -820,6 +956,7 @@ impl Validator<'_> {
             let mut seen = HashSet::new();
             for (i, name) in names.iter().enumerate() {
                 match name.as_deref() {
+                    None if self.unreadable(&base.index(i).key("name")) => {}
                     None | Some("") => {
                         self.err("volume", &base.index(i), "volume needs a `name`");
                     }
@@ -1057,11 +1194,17 @@ impl Validator<'_> {
                             .help("point the endpoint at a VIP (networkInterfaces[].vip) or a load balancer name");
                     }
                 } else if let Some(owner) = seen.get(&ip) {
+                    let target = match vips.first() {
+                        Some((vip, _, _)) => format!("the VIP {vip}"),
+                        None => "a control-plane node, a VIP or a load balancer".to_string(),
+                    };
                     self.err(
                         "endpoint",
                         &p,
                         format!("the endpoint {ip} is {owner}, which is not a control-plane node"),
-                    );
+                    )
+                    .label("workers do not serve the Kubernetes API")
+                    .help(format!("point the endpoint at {target}"));
                 } else if !vip_set.is_empty() {
                     self.err(
                         "endpoint",
@@ -1070,9 +1213,8 @@ impl Validator<'_> {
                     )
                     .note(format!(
                         "VIPs declared: {}",
-                        vip_set
-                            .iter()
-                            .map(ToString::to_string)
+                        vips.iter()
+                            .map(|(ip, _, _)| ip.to_string())
                             .collect::<Vec<_>>()
                             .join(", ")
                     ))
@@ -1085,10 +1227,22 @@ impl Validator<'_> {
             }
         }
 
-        // Control-plane count.
+        // Control-plane count; not when some node's `controlPlane` could not be read.
         let cps = nodes.iter().filter(|n| n.control_plane).count();
         let nodes_path = Path::root().key("nodes");
-        if !nodes.is_empty() {
+        let roles_known = self
+            .c
+            .file
+            .nodes
+            .iter()
+            .flatten()
+            .enumerate()
+            .all(|(i, s)| {
+                !self.node_unreadable(i)
+                    && (s.control_plane.is_some()
+                        || !self.unreadable(&nodes_path.index(i).key("controlPlane")))
+            });
+        if !nodes.is_empty() && roles_known {
             match cps {
                 0 => {
                     self.err(
@@ -1152,7 +1306,11 @@ impl Validator<'_> {
             .map(|(n, p)| (n, p, "pod"))
             .chain(svc.iter().map(|(n, p)| (n, p, "service")))
         {
-            let mut reported = HashSet::new();
+            // One finding per subnet and kind of clash, listing what it clashes with.
+            let mut subnets: Vec<String> = Vec::new();
+            let mut seen_nets = HashSet::new();
+            let mut addresses: Vec<String> = Vec::new();
+            let mut seen_ips = HashSet::new();
             for n in nodes {
                 for node_net in n
                     .config
@@ -1161,16 +1319,8 @@ impl Validator<'_> {
                     .flatten()
                     .flat_map(device_networks)
                 {
-                    if overlaps(net, &node_net) && reported.insert(node_net.trunc()) {
-                        self.err(
-                            "subnet-overlap",
-                            np,
-                            format!(
-                                "{kind} subnet {net} overlaps node subnet {} of `{}`",
-                                node_net.trunc(),
-                                n.hostname
-                            ),
-                        );
+                    if overlaps(net, &node_net) && seen_nets.insert(node_net.trunc()) {
+                        subnets.push(format!("{} (`{}`)", node_net.trunc(), n.hostname));
                     }
                 }
                 for ip in n
@@ -1178,17 +1328,33 @@ impl Validator<'_> {
                     .iter()
                     .filter_map(|i| i.parse::<IpAddr>().ok())
                 {
-                    if net.contains(&ip) && reported.insert(IpNet::from(ip)) {
-                        self.err(
-                            "subnet-overlap",
-                            np,
-                            format!(
-                                "{kind} subnet {net} contains the address {ip} of node `{}`",
-                                n.hostname
-                            ),
-                        );
+                    if net.contains(&ip) && seen_ips.insert(ip) {
+                        addresses.push(format!("{ip} (`{}`)", n.hostname));
                     }
                 }
+            }
+            if !subnets.is_empty() {
+                self.err(
+                    "subnet-overlap",
+                    np,
+                    format!(
+                        "{kind} subnet {net} overlaps {} node subnet(s)",
+                        subnets.len()
+                    ),
+                )
+                .note(format!("node subnets: {}", list_some(&subnets)))
+                .help(format!("pick a {kind} subnet no node network uses"));
+            }
+            if !addresses.is_empty() {
+                self.err(
+                    "subnet-overlap",
+                    np,
+                    format!(
+                        "{kind} subnet {net} contains the address(es) of {} node(s)",
+                        addresses.len()
+                    ),
+                )
+                .note(format!("node addresses: {}", list_some(&addresses)));
             }
         }
     }
@@ -1227,6 +1393,26 @@ impl Validator<'_> {
         let mut seen = HashSet::new();
         out.retain(|(ip, _, _)| seen.insert(*ip));
         out
+    }
+}
+
+/// "node `cp1`", or "node #3" when it has no hostname.
+fn node_name(n: &ResolvedNode) -> String {
+    if n.hostname.is_empty() {
+        format!("node #{}", n.index + 1)
+    } else {
+        format!("node `{}`", n.hostname)
+    }
+}
+
+/// The first ten items, then how many more.
+fn list_some(items: &[String]) -> String {
+    const SHOWN: usize = 10;
+    let head = items[..items.len().min(SHOWN)].join(", ");
+    if items.len() > SHOWN {
+        format!("{head} and {} more", items.len() - SHOWN)
+    } else {
+        head
     }
 }
 
@@ -1290,17 +1476,34 @@ pub fn parse_addr(s: &str) -> Option<IpNet> {
 /// `https://host:port` → (host, port). Errors carry a label and an optional hint.
 pub fn parse_endpoint(e: &str) -> Result<(String, u16), (String, Option<String>)> {
     let Some(rest) = e.strip_prefix("https://") else {
+        // Suggest the https form of what was written, keeping its host and port.
+        let bare = e
+            .split_once("://")
+            .map_or(e, |(_, r)| r)
+            .split(['/', '?'])
+            .next()
+            .unwrap_or("");
+        let has_port = bare.rsplit_once(':').is_some_and(|(h, p)| {
+            !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':')
+        }) || bare.contains("]:");
+        let suggestion = if has_port {
+            format!("https://{bare}")
+        } else {
+            format!("https://{bare}:6443")
+        };
         return Err((
             "expected an https:// URL".into(),
-            Some(format!(
-                "write `https://{}:6443`",
-                e.trim_start_matches("http://")
-            )),
+            Some(format!("write `{suggestion}`")),
         ));
     };
     let rest = rest.trim_end_matches('/');
-    if rest.contains('/') {
-        return Err(("the endpoint has no path".into(), None));
+    if let Some((authority, _)) = rest.split_once(['/', '?']) {
+        return Err((
+            "the endpoint must not have a path".into(),
+            Some(format!(
+                "write `https://{authority}` (the Kubernetes API is served at the root)"
+            )),
+        ));
     }
     let (host, port) = if let Some(stripped) = rest.strip_prefix('[') {
         let Some((h, after)) = stripped.split_once(']') else {
@@ -1313,8 +1516,13 @@ pub fn parse_endpoint(e: &str) -> Result<(String, u16), (String, Option<String>)
             None => (rest.to_string(), None),
         }
     };
-    if host.is_empty() || (host.parse::<IpAddr>().is_err() && !is_dns_name(&host)) {
-        return Err((format!("`{host}` is not a host"), None));
+    if host.parse::<IpAddr>().is_err() {
+        if numeric_tld(&host) {
+            return Err((format!("`{host}` is not a valid IP address"), None));
+        }
+        if let Some(why) = dns_name_problem(&host) {
+            return Err((format!("`{host}` is not a host name: {why}"), None));
+        }
     }
     let Some(port) = port else {
         return Err((
@@ -1328,8 +1536,46 @@ pub fn parse_endpoint(e: &str) -> Result<(String, u16), (String, Option<String>)
     }
 }
 
-/// RFC 1123 host names (dots allowed, at most 253 characters, labels at most 63). The last
-/// label is not all digits, so `10.0.1.300` is a broken address rather than a name.
+/// Why `s` is not an RFC 1123 host name, or `None` when it is one.
+pub fn dns_name_problem(s: &str) -> Option<String> {
+    if s.is_empty() {
+        return Some("it is empty".into());
+    }
+    if s.len() > 253 {
+        return Some(format!(
+            "it has {} characters; at most 253 are allowed",
+            s.len()
+        ));
+    }
+    for label in s.split('.') {
+        if label.is_empty() {
+            return Some("it has an empty label (`..`, or a leading or trailing `.`)".into());
+        }
+        if label.len() > 63 {
+            return Some(format!(
+                "the label `{}…` has {} characters; at most 63 are allowed",
+                label.chars().take(12).collect::<String>(),
+                label.len()
+            ));
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+        {
+            return Some(if c.is_ascii_uppercase() {
+                format!("`{c}`: upper-case letters are not allowed (use lower case)")
+            } else {
+                format!("`{c}` is not allowed (only lower-case letters, digits, `-` and `.`)")
+            });
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Some(format!("the label `{label}` starts or ends with `-`"));
+        }
+    }
+    None
+}
+
+/// RFC 1123 host names (dots allowed, at most 253 characters, labels at most 63).
 pub fn is_dns_name(s: &str) -> bool {
     !s.is_empty()
         && !s
@@ -1345,6 +1591,14 @@ pub fn is_dns_name(s: &str) -> bool {
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         })
+}
+
+/// Whether the last label is all digits: such a name is a mistyped IPv4 address, never a
+/// host name (top-level domains are not numeric, RFC 3696 §2).
+fn numeric_tld(s: &str) -> bool {
+    s.rsplit('.')
+        .next()
+        .is_some_and(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Kubernetes qualified names: `[dns-prefix/]name`.
@@ -1494,6 +1748,57 @@ mod tests {
     }
 
     #[test]
+    fn host_names_say_what_is_wrong() {
+        assert_eq!(dns_name_problem("cp-1.lab"), None);
+        assert!(dns_name_problem("CP1").unwrap().contains("upper-case"));
+        assert!(dns_name_problem("a..b").unwrap().contains("empty label"));
+        assert!(
+            dns_name_problem("-a")
+                .unwrap()
+                .contains("starts or ends with `-`")
+        );
+        assert!(
+            dns_name_problem(&"x".repeat(64))
+                .unwrap()
+                .contains("64 characters")
+        );
+        assert!(
+            dns_name_problem("a_b")
+                .unwrap()
+                .contains("`_` is not allowed")
+        );
+        // A numeric last label is a mistyped IPv4 address, not a name.
+        assert!(numeric_tld("10.0.1.300") && !numeric_tld("node1.lab"));
+        let d = diags(&GOOD.replace(
+            "ipAddress: 10.0.1.13",
+            "ipAddress: \"10.0.1.13, 10.0.1.300\"",
+        ));
+        assert!(
+            d.iter()
+                .any(|x| x.starts_with("Error ip 19:28 `10.0.1.300` is not a valid IP address")),
+            "{d:#?}"
+        );
+    }
+
+    #[test]
+    fn unreadable_values_raise_no_follow_on_findings() {
+        let src = GOOD
+            .replace(
+                "installDisk: /dev/sda\n  - hostname: cp3",
+                "installDisk: [/dev/sda]\n  - hostname: cp3",
+            )
+            .replace("hostname: cp3", "hostname: {name: cp3}")
+            .replace(
+                "10.0.1.12\n    controlPlane: true",
+                "10.0.1.12\n    controlPlane: ture",
+            );
+        let d = diags(&src);
+        // Only the type errors: no "needs a hostname", no "no install disk", no CP count.
+        assert!(d.iter().all(|x| x.contains(" type ")), "{d:#?}");
+        assert_eq!(d.len(), 3, "{d:#?}");
+    }
+
+    #[test]
     fn sizes_and_ports() {
         assert_eq!(
             parse_bytes(&IntOrString::Str("512GiB".into())),
@@ -1510,6 +1815,17 @@ mod tests {
         );
         assert_eq!(parse_port_range(&IntOrString::Int(0)), None);
         assert!(parse_endpoint("https://10.0.1.10").is_err());
+        let help = |e: &str| parse_endpoint(e).unwrap_err().1.unwrap();
+        assert_eq!(
+            help("http://10.0.1.10:6443"),
+            "write `https://10.0.1.10:6443`"
+        );
+        assert_eq!(help("10.0.1.10"), "write `https://10.0.1.10:6443`");
+        assert_eq!(
+            help("tcp://[fd00::1]:6443/x"),
+            "write `https://[fd00::1]:6443`"
+        );
+        assert!(help("https://a.example:6443/api").starts_with("write `https://a.example:6443`"));
         assert_eq!(
             parse_endpoint("https://[fd00::1]:6443").unwrap().0,
             "fd00::1"

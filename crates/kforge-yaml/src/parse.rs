@@ -1,7 +1,7 @@
 //! Event-driven construction of a spanned tree, with budgets enforced while building so that
 //! deep nesting, alias bombs or huge inputs fail fast with a positioned error.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use saphyr_parser::{Event, Marker, Parser, ScalarStyle, ScanError, SpannedEventReceiver, Tag};
@@ -21,6 +21,9 @@ pub struct Limits {
     pub max_nodes: usize,
     /// Nodes created by alias expansion alone (the "billion laughs" budget).
     pub max_alias_nodes: usize,
+    /// Text (scalars and keys, in bytes) created by alias expansion: a few aliases of one
+    /// huge scalar are as costly as a billion small nodes.
+    pub max_alias_bytes: usize,
 }
 
 impl Default for Limits {
@@ -30,6 +33,7 @@ impl Default for Limits {
             max_depth: 128,
             max_nodes: 4_000_000,
             max_alias_nodes: 100_000,
+            max_alias_bytes: 16 << 20,
         }
     }
 }
@@ -173,6 +177,19 @@ impl Node {
             _ => 0,
         }
     }
+
+    /// Bytes of text (scalars as written, keys) in this subtree.
+    fn text_bytes(&self) -> usize {
+        match &self.value {
+            NodeValue::Str(s) => s.len(),
+            NodeValue::Seq(items) => items.iter().map(Node::text_bytes).sum(),
+            NodeValue::Map(entries) => entries
+                .iter()
+                .map(|e| e.key.len() + e.value.text_bytes())
+                .sum(),
+            _ => self.raw.as_ref().map_or(0, String::len),
+        }
+    }
 }
 
 /// Parses a text holding exactly one document (an empty text is a null document).
@@ -235,8 +252,14 @@ fn parse_all_impl(src: &str, limits: Limits, merge_keys: bool) -> Result<Vec<Nod
 }
 
 fn scan_error(e: ScanError) -> ParseError {
+    let message = match e.info() {
+        "recursion limit exceeded" => {
+            "nesting is too deep (the parser's recursion limit is exceeded)".to_string()
+        }
+        other => other.to_string(),
+    };
     ParseError {
-        message: e.info().to_string(),
+        message,
         pos: pos(*e.marker()),
     }
 }
@@ -261,6 +284,8 @@ enum Frame {
     },
     Map {
         entries: Vec<Entry>,
+        /// Keys of `entries`, so duplicate checks stay O(1) in wide mappings.
+        keys: HashSet<String>,
         key: Option<(Node, bool)>,
         merges: Vec<Node>,
         start: Span,
@@ -272,9 +297,11 @@ struct Builder {
     limits: Limits,
     docs: Vec<Node>,
     stack: Vec<Frame>,
-    anchors: HashMap<usize, (Node, usize)>,
+    /// Anchored nodes with their node count and text size.
+    anchors: HashMap<usize, (Node, usize, usize)>,
     nodes: usize,
     alias_nodes: usize,
+    alias_bytes: usize,
     /// Whether the node being finished is a plain (unquoted) scalar; only a plain `<<` merges.
     plain: bool,
     /// Whether plain `<<` keys merge (YAML merge keys) or stay ordinary keys.
@@ -291,6 +318,7 @@ impl Builder {
             anchors: HashMap::new(),
             nodes: 0,
             alias_nodes: 0,
+            alias_bytes: 0,
             plain: false,
             merge_keys: true,
             error: None,
@@ -342,7 +370,7 @@ impl Builder {
                 self.plain = false;
             }
             Event::Alias(id) => {
-                let Some((node, size)) = self.anchors.get(&id).cloned() else {
+                let Some((size, bytes)) = self.anchors.get(&id).map(|a| (a.1, a.2)) else {
                     return self.fail("alias refers to an unknown anchor", sp.start);
                 };
                 self.alias_nodes += size;
@@ -355,9 +383,23 @@ impl Builder {
                         sp.start,
                     );
                 }
+                self.alias_bytes += bytes;
+                if self.alias_bytes > self.limits.max_alias_bytes {
+                    return self.fail(
+                        format!(
+                            "aliases expand to more than {} bytes of text (is this an alias bomb?)",
+                            self.limits.max_alias_bytes
+                        ),
+                        sp.start,
+                    );
+                }
                 if !self.count(size, sp.start) {
                     return;
                 }
+                // Cloned only once the budgets allow it.
+                let Some(node) = self.anchors.get(&id).map(|a| a.0.clone()) else {
+                    return;
+                };
                 // The copy points at the alias for errors about the value as a whole.
                 let mut copy = node;
                 copy.span = sp;
@@ -376,6 +418,7 @@ impl Builder {
                 if self.push_depth(sp.start) {
                     self.stack.push(Frame::Map {
                         entries: Vec::new(),
+                        keys: HashSet::new(),
                         key: None,
                         merges: Vec::new(),
                         start: sp,
@@ -403,6 +446,7 @@ impl Builder {
             Event::MappingEnd => {
                 if let Some(Frame::Map {
                     mut entries,
+                    mut keys,
                     merges,
                     start,
                     anchor,
@@ -410,7 +454,7 @@ impl Builder {
                 }) = self.stack.pop()
                 {
                     for merge in merges {
-                        if let Err((msg, at)) = apply_merge(&mut entries, merge) {
+                        if let Err((msg, at)) = apply_merge(&mut entries, &mut keys, merge) {
                             return self.fail(msg, at);
                         }
                     }
@@ -444,14 +488,21 @@ impl Builder {
 
     fn finish(&mut self, node: Node, anchor: usize) {
         if anchor != 0 {
+            // Keeping a copy of an anchored node costs as much as the node: count it, so
+            // anchors on every ancestor of a large subtree cannot multiply it.
             let size = node.count();
-            self.anchors.insert(anchor, (node.clone(), size));
+            if !self.count(size, node.span.start) {
+                return;
+            }
+            let bytes = node.text_bytes();
+            self.anchors.insert(anchor, (node.clone(), size, bytes));
         }
         match self.stack.last_mut() {
             None => self.docs.push(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
             Some(Frame::Map {
                 entries,
+                keys,
                 key,
                 merges,
                 ..
@@ -470,7 +521,10 @@ impl Builder {
                         merges.push(node);
                         return;
                     }
-                    if let Some(prev) = entries.iter().find(|e| e.key == name) {
+                    if !keys.insert(name.clone()) {
+                        let Some(prev) = entries.iter().find(|e| e.key == name) else {
+                            return;
+                        };
                         let msg = format!(
                             "mapping key `{name}` already defined at line {}",
                             prev.key_span.start.line
@@ -490,7 +544,11 @@ impl Builder {
     }
 }
 
-fn apply_merge(entries: &mut Vec<Entry>, merge: Node) -> Result<(), (String, Pos)> {
+fn apply_merge(
+    entries: &mut Vec<Entry>,
+    keys: &mut HashSet<String>,
+    merge: Node,
+) -> Result<(), (String, Pos)> {
     let sources: Vec<Node> = match merge.value {
         NodeValue::Map(_) => vec![merge],
         NodeValue::Seq(items) => items,
@@ -509,7 +567,7 @@ fn apply_merge(entries: &mut Vec<Entry>, merge: Node) -> Result<(), (String, Pos
             ));
         };
         for e in src_entries {
-            if !entries.iter().any(|x| x.key == e.key) {
+            if keys.insert(e.key.clone()) {
                 entries.push(e);
             }
         }
@@ -627,6 +685,49 @@ mod tests {
         }
         let err = parse(&src).unwrap_err();
         assert!(err.message.contains("alias"), "{err}");
+    }
+
+    #[test]
+    fn alias_bomb_of_large_scalars_is_bounded() {
+        // Few nodes, but each alias copies a 1 MiB string.
+        let mut src = format!("a: &a {}\nb:\n", "x".repeat(1 << 20));
+        for _ in 0..100 {
+            src.push_str("  - *a\n");
+        }
+        let err = parse(&src).unwrap_err();
+        assert!(err.message.contains("bytes of text"), "{err}");
+        assert_eq!(err.pos.line, 19, "{err}");
+    }
+
+    #[test]
+    fn anchors_on_ancestors_count_their_copies() {
+        let limits = Limits {
+            max_nodes: 1000,
+            ..Limits::default()
+        };
+        // Each anchor keeps a copy of the 300-item list below it.
+        let items = vec!["x"; 300].join(", ");
+        let src = format!("a: &a [&b [&c [&d [{items}]]]]\n");
+        assert!(parse_all_with(&src, limits).is_err());
+        assert!(parse_all_with(&format!("a: [[[[{items}]]]]\n"), limits).is_ok());
+    }
+
+    #[test]
+    fn wide_mappings_and_merges() {
+        let mut src = String::from("base: &b {x: 1}\nwide:\n  <<: *b\n");
+        for i in 0..50_000 {
+            src.push_str(&format!("  k{i}: {i}\n"));
+        }
+        let doc = parse(&src).unwrap();
+        let wide = doc.get("wide").unwrap().as_map().unwrap();
+        assert_eq!(wide.len(), 50_001);
+        assert_eq!(wide.last().unwrap().key, "x");
+        src.push_str("  k7: again\n");
+        let err = parse(&src).unwrap_err();
+        assert!(
+            err.message.contains("`k7` already defined at line 11"),
+            "{err}"
+        );
     }
 
     #[test]

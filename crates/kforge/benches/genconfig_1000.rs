@@ -4,35 +4,12 @@
 //!
 //! Run: `cargo bench -p kforge --bench genconfig_1000`.
 
-use std::fmt::Write as _;
+#[path = "cluster_gen.rs"]
+mod cluster_gen;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
-
-fn cluster_file(nodes: usize) -> String {
-    let mut s = String::from(
-        "clusterName: big\ntalosVersion: v1.12.0\nkubernetesVersion: v1.35.0\nendpoint: https://10.0.0.10:6443\nclusterPodNets: [10.244.0.0/16]\nclusterSvcNets: [10.96.0.0/12]\nnodes:\n",
-    );
-    for i in 0..nodes {
-        let cp = i < 3;
-        // Control planes beside the VIP; workers spread over 10.1.0.0/16.
-        let ip = if cp {
-            format!("10.0.0.{}", 11 + i)
-        } else {
-            format!("10.1.{}.{}", i / 250, 1 + i % 250)
-        };
-        let _ = write!(
-            s,
-            "  - hostname: node-{i}\n    ipAddress: {ip}\n    controlPlane: {cp}\n    installDisk: /dev/nvme0n1\n    nodeLabels:\n      rack: r{}\n    networkInterfaces:\n      - interface: eth0\n        dhcp: true\n        mtu: 9000\n",
-            i % 40
-        );
-        if cp {
-            s.push_str("        vip: {ip: 10.0.0.10}\n");
-        }
-    }
-    s.push_str("worker:\n  nameservers: [1.1.1.1]\n  kernelModules:\n    - name: br_netfilter\n  patches:\n    - |-\n      machine:\n        sysctls:\n          vm.max_map_count: \"262144\"\n");
-    s
-}
 
 /// Runs kforge once and returns (wall seconds, peak RSS in MiB) of that process alone: the
 /// measurement happens in a fresh child of this bench (`--measure`), whose only child is kforge,
@@ -122,7 +99,11 @@ fn main() {
     }
     println!("genconfig, 1000 nodes, 1002 files written");
     for (label, dir) in &places {
-        std::fs::write(dir.path().join("talconfig.yaml"), cluster_file(1000)).unwrap();
+        std::fs::write(
+            dir.path().join("talconfig.yaml"),
+            cluster_gen::cluster_file(1000),
+        )
+        .unwrap();
         std::fs::copy(&secrets, dir.path().join("talsecret.yaml")).unwrap();
         let fresh: Vec<(f64, f64)> = (0..7)
             .map(|_| {

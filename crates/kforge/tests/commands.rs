@@ -268,7 +268,7 @@ fn genconfig_bad_input_exits_1_with_positions_and_writes_nothing() {
     );
     assert_fails_with(
         &broken_cluster(|s| s.replace("ipAddress: 10.0.1.12", "ipAddress: 10.0.1.300")),
-        &["`10.0.1.300` is not an IP address or a DNS name"],
+        &["`10.0.1.300` is not a valid IP address"],
     );
     assert_fails_with(
         &broken_cluster(|s| s.replace("- 10.244.0.0/16", "- 10.244.0.0/33")),

@@ -12,6 +12,12 @@ pub(super) struct ExecError {
     pub message: String,
 }
 
+/// The most text a template may produce. Machine-config templates render labels and patch
+/// files; a few MiB is already absurd, and a bound keeps `{{range}}` bombs finite.
+pub(super) const MAX_OUTPUT: usize = 16 << 20;
+/// The most `{{range}}` iterations one rendering may run, over all loops together.
+const MAX_RANGE_STEPS: usize = 1_000_000;
+
 enum Flow {
     Normal,
     Break,
@@ -24,6 +30,8 @@ pub(super) struct Exec {
     html: bool,
     /// The action being executed, for errors.
     action: (usize, usize),
+    /// `{{range}}` iterations run so far.
+    steps: usize,
 }
 
 impl Exec {
@@ -33,6 +41,7 @@ impl Exec {
             out: String::new(),
             html,
             action: (0, 0),
+            steps: 0,
         };
         e.walk(nodes, &root)?;
         Ok(e.out)
@@ -51,6 +60,7 @@ impl Exec {
             let flow = match node {
                 Node::Text(t) => {
                     self.out.push_str(t);
+                    self.check_output()?;
                     Flow::Normal
                 }
                 Node::Print(pipe) => {
@@ -105,6 +115,16 @@ impl Exec {
         Ok(Flow::Normal)
     }
 
+    fn check_output(&self) -> Result<(), ExecError> {
+        if self.out.len() > MAX_OUTPUT {
+            return self.fail(
+                self.action.0,
+                format!("the template produces more than {MAX_OUTPUT} bytes"),
+            );
+        }
+        Ok(())
+    }
+
     fn emit(&mut self, v: &Val, pipe: &Pipeline) -> Result<(), ExecError> {
         if self.html && matches!(v, Val::Missing) {
             return Ok(());
@@ -128,7 +148,7 @@ impl Exec {
         } else {
             self.out.push_str(&text);
         }
-        Ok(())
+        self.check_output()
     }
 
     fn range(
@@ -151,7 +171,15 @@ impl Exec {
                 entries.sort_by(|a, b| a.0.cmp(&b.0));
                 entries.into_iter().map(|(k, v)| (Val::Str(k), v)).collect()
             }
-            Val::Int(n) => (0..n.max(0)).map(|i| (Val::Int(i), Val::Int(i))).collect(),
+            Val::Int(n) => {
+                if usize::try_from(n).is_ok_and(|n| n > MAX_RANGE_STEPS - self.steps) {
+                    return self.fail(
+                        pipe.action.0,
+                        format!("range over {n} exceeds the {MAX_RANGE_STEPS} iterations a template may run"),
+                    );
+                }
+                (0..n.max(0)).map(|i| (Val::Int(i), Val::Int(i))).collect()
+            }
             Val::Missing | Val::Nil(_) => Vec::new(),
             other => {
                 return self.fail(
@@ -167,6 +195,13 @@ impl Exec {
             };
         }
         for (key, elem) in items {
+            self.steps += 1;
+            if self.steps > MAX_RANGE_STEPS {
+                return self.fail(
+                    pipe.action.0,
+                    format!("the template runs more than {MAX_RANGE_STEPS} range iterations"),
+                );
+            }
             match pipe.decl.as_slice() {
                 [] => {}
                 [e] => self.bind(e, elem.clone(), pipe.assign),
@@ -336,7 +371,12 @@ impl Exec {
             values.push(self.arg(dot, a)?);
         }
         values.extend(last);
-        funcs::call(name, values).or_else(|m| self.fail(pos, format!("error calling {name}: {m}")))
+        let v = funcs::call(name, values)
+            .or_else(|m| self.fail(pos, format!("error calling {name}: {m}")))?;
+        if matches!(&v, Val::Str(t) if t.len() > MAX_OUTPUT) {
+            return self.fail(pos, format!("{name} produces more than {MAX_OUTPUT} bytes"));
+        }
+        Ok(v)
     }
 
     /// Follows `.A.B` from `v`; `from` describes `v` for messages (`.`, `$x`).

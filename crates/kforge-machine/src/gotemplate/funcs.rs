@@ -304,7 +304,11 @@ pub(super) fn call(name: &str, args: Vec<Val>) -> Result<Val, String> {
         }
         "indent" | "nindent" => {
             arity(name, &args, 2)?;
-            let pad = " ".repeat(usize::try_from(int_arg(&args[0])?).unwrap_or(0));
+            let width = usize::try_from(int_arg(&args[0])?).unwrap_or(0);
+            if width > super::exec::MAX_OUTPUT {
+                return Err(format!("indent width {width} is too large"));
+            }
+            let pad = " ".repeat(width);
             let text = format!("{pad}{}", s(1)?.replace('\n', &format!("\n{pad}")));
             Val::Str(if name == "nindent" {
                 format!("\n{text}")
@@ -515,20 +519,31 @@ pub(super) fn sprintf(format: &str, args: &[Val]) -> Result<String, String> {
             }
             chars.next();
         }
-        let mut width = String::new();
-        while let Some(&d) = chars.peek().filter(|d| d.is_ascii_digit()) {
-            width.push(d);
-            chars.next();
-        }
+        // Go's `parsenum`: a number growing past 1e6 is "crazy long"; the rest of the
+        // format is dropped and `%!(NOVERB)` written.
+        let number = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| -> Option<usize> {
+            let mut n = 0usize;
+            while let Some(d) = chars.peek().and_then(|d| d.to_digit(10)) {
+                if n > 1_000_000 {
+                    return None;
+                }
+                n = n * 10 + d as usize;
+                chars.next();
+            }
+            Some(n)
+        };
+        let Some(width) = number(&mut chars) else {
+            out.push_str("%!(NOVERB)");
+            break;
+        };
         let mut precision: Option<usize> = None;
         if chars.peek() == Some(&'.') {
             chars.next();
-            let mut p = String::new();
-            while let Some(&d) = chars.peek().filter(|d| d.is_ascii_digit()) {
-                p.push(d);
-                chars.next();
-            }
-            precision = Some(p.parse().unwrap_or(0));
+            let Some(p) = number(&mut chars) else {
+                out.push_str("%!(NOVERB)");
+                break;
+            };
+            precision = Some(p);
         }
         let Some(verb) = chars.next() else {
             out.push_str("%!(NOVERB)");
@@ -544,7 +559,6 @@ pub(super) fn sprintf(format: &str, args: &[Val]) -> Result<String, String> {
         };
         next += 1;
         let text = format_verb(arg, verb, precision, plus)?;
-        let width: usize = width.parse().unwrap_or(0);
         let len = text.chars().count();
         if len < width {
             let pad = width - len;

@@ -112,10 +112,15 @@ enum Terminator {
     },
 }
 
+/// How deeply blocks (`if`, `range`, …) and parentheses may nest.
+const MAX_NESTING: usize = 100;
+
 pub(super) struct Parser {
     pieces: std::vec::IntoIter<Piece>,
     vars: Vec<String>,
     range_depth: usize,
+    /// Blocks and parentheses open around the current position.
+    nesting: usize,
 }
 
 pub(super) fn parse(pieces: Vec<Piece>) -> Result<Vec<Node>, ParseError> {
@@ -123,6 +128,7 @@ pub(super) fn parse(pieces: Vec<Piece>) -> Result<Vec<Node>, ParseError> {
         pieces: pieces.into_iter(),
         vars: vec![String::new()],
         range_depth: 0,
+        nesting: 0,
     };
     let (nodes, end) = p.list()?;
     match end {
@@ -133,6 +139,17 @@ pub(super) fn parse(pieces: Vec<Piece>) -> Result<Vec<Node>, ParseError> {
 }
 
 impl Parser {
+    fn enter(&mut self, pos: usize) -> Result<(), ParseError> {
+        self.nesting += 1;
+        if self.nesting > MAX_NESTING {
+            return err(
+                pos,
+                format!("blocks and parentheses nest more than {MAX_NESTING} levels deep"),
+            );
+        }
+        Ok(())
+    }
+
     fn list(&mut self) -> Result<(Vec<Node>, Terminator), ParseError> {
         let mut nodes = Vec::new();
         while let Some(piece) = self.pieces.next() {
@@ -178,10 +195,13 @@ impl Parser {
                 }));
             }
             "if" | "with" => {
+                self.enter(first.pos)?;
                 let node = self.conditional(keyword, first.pos, rest, span)?;
+                self.nesting -= 1;
                 nodes.push(node);
             }
             "range" => {
+                self.enter(first.pos)?;
                 let mark = self.vars.len();
                 let pipe = self.pipeline(rest, span, true, first.pos)?;
                 self.range_depth += 1;
@@ -204,6 +224,7 @@ impl Parser {
                     }
                 };
                 self.range_depth -= 1;
+                self.nesting -= 1;
                 self.vars.truncate(mark);
                 nodes.push(Node::Range {
                     pipe,
@@ -506,7 +527,9 @@ impl Parser {
                 if close == 1 {
                     return err(t.pos, "missing value for parenthesized pipeline");
                 }
+                self.enter(t.pos)?;
                 let inner = self.pipeline(tokens[1..close].to_vec(), action, false, t.pos)?;
+                self.nesting -= 1;
                 let (fields, j) = fields_after(close + 1);
                 used = j;
                 Arg::Chain {

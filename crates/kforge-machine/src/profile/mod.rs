@@ -125,11 +125,13 @@ pub fn resolve_params(
     let mut errors = Vec::new();
     for key in ctx.params.keys() {
         if !specs.iter().any(|s| s.name == key) {
-            let mut d = ctx.error(
+            // Point at the key: it is the key that is wrong, not its value.
+            let mut d = Diagnostic::error(
                 "profile-param",
-                &ctx.path.key(key.clone()),
                 format!("profile `{}` has no parameter `{key}`", profile.name()),
-            );
+            )
+            .at(ctx.cluster.source.locate_key(&ctx.path.key(key.clone())))
+            .label("unknown parameter");
             d = match kforge_spec::decode::suggest(key, specs.iter().map(|s| s.name)) {
                 Some(s) => d.help(format!("did you mean `{s}`?")),
                 None => d.help(format!(

@@ -464,6 +464,10 @@ fn gib(b: u64) -> String {
     }
 }
 
+/// The most CPUs a cpuset may name (far beyond any machine; bounds hostile input such as
+/// `0-99999,0-99999,…`).
+const MAX_CPUSET: usize = 100_000;
+
 /// `0-3,8,10-11` → sorted CPU numbers.
 pub fn parse_cpuset(s: &str) -> Option<Vec<u32>> {
     let mut out = Vec::new();
@@ -471,7 +475,7 @@ pub fn parse_cpuset(s: &str) -> Option<Vec<u32>> {
         match part.split_once('-') {
             Some((a, b)) => {
                 let (a, b): (u32, u32) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
-                if a > b || b - a > 100_000 {
+                if a > b || (b - a) as usize >= MAX_CPUSET - out.len().min(MAX_CPUSET) {
                     return None;
                 }
                 out.extend(a..=b);
@@ -494,6 +498,8 @@ mod tests {
         assert_eq!(parse_cpuset("0,2,4-5").unwrap(), [0, 2, 4, 5]);
         assert!(parse_cpuset("3-1").is_none());
         assert!(parse_cpuset("x").is_none());
+        assert!(parse_cpuset(&vec!["0-99998"; 1000].join(",")).is_none());
+        assert_eq!(parse_cpuset("0-99998").unwrap().len(), 99_999);
         assert_eq!(gib(100 << 30), "100 GiB");
     }
 }

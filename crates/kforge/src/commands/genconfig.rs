@@ -358,12 +358,8 @@ fn secrets(
                 problems
                     .iter()
                     .map(|p| {
-                        let loc = p.pos.map(|pos| Location {
-                            file: path.to_path_buf(),
-                            line: pos.line,
-                            col: pos.col,
-                            len: 1,
-                            line_text: lines.line_text(pos.line).to_string(),
+                        let loc = p.pos.map(|pos| {
+                            Location::in_line(path, pos.line, pos.col, 1, lines.line_text(pos.line))
                         });
                         Diagnostic::error("secrets", format!("invalid secrets bundle: {p}")).at(loc)
                     })
@@ -404,14 +400,20 @@ pub fn cluster_secrets(b: &SecretsBundle) -> ClusterSecrets {
 
 /// Renders the cluster with placeholder secrets, to find problems only rendering reveals
 /// (patches that do not apply, profiles that do not fit the hardware, configs Talos rejects).
+/// Node by node, so that the warnings of nodes that render are kept next to the errors of
+/// nodes that do not.
 pub fn render_checks(cluster: &Cluster, reader: &FsReader) -> Vec<Diagnostic> {
-    match kforge_machine::render_cluster(cluster, &placeholder_secrets(), reader) {
-        Ok(nodes) => nodes
-            .into_iter()
-            .flat_map(|n: RenderedNode| n.diagnostics)
-            .collect(),
-        Err(d) => d,
-    }
+    let secrets = placeholder_secrets();
+    cluster
+        .nodes
+        .iter()
+        .flat_map(|node| {
+            match kforge_machine::render::render_node(cluster, node, &secrets, reader) {
+                Ok(n) => n.diagnostics,
+                Err(d) => d,
+            }
+        })
+        .collect()
 }
 
 /// Stand-ins for the secrets bundle, for rendering that only checks structure.

@@ -1,7 +1,9 @@
 //! `kforge validate`: every problem in the cluster file, after env substitution and group →
-//! node merge, at once.
+//! node merge, at once: loading, whole-cluster checks, and the checks only rendering
+//! reveals (patches, profiles, kube-proxy against the CNI).
 
 use anyhow::Result;
+use kforge_spec::{Diagnostic, Location};
 
 use crate::Outcome;
 use crate::cli::ValidateArgs;
@@ -14,12 +16,14 @@ pub fn run(args: &ValidateArgs) -> Result<Outcome> {
     let mut diags = loaded.diagnostics;
     if let Some(cluster) = &loaded.cluster {
         diags.extend(kforge_spec::validate::validate(cluster, &reader));
-        if !diags.iter().any(|d| d.is_error()) {
-            diags.extend(super::genconfig::render_checks(cluster, &reader));
-        }
+        // Rendering runs even when the file has errors, so that a broken patch is reported
+        // together with them; what it finds where an error is already reported (a missing
+        // patch file, an unsupported Talos version) adds nothing.
+        let rendered = super::genconfig::render_checks(cluster, &reader);
+        diags.extend(without_repeats(&diags, rendered));
     }
     print_diagnostics(&diags, args.format);
-    if diags.iter().any(|d| d.is_error()) {
+    if diags.iter().any(Diagnostic::is_error) {
         return Ok(Outcome::Failure);
     }
     if args.format == crate::report::Format::Human {
@@ -30,4 +34,18 @@ pub fn run(args: &ValidateArgs) -> Result<Outcome> {
         );
     }
     Ok(Outcome::Success)
+}
+
+/// `found` without the findings at a place where `reported` already has an error.
+fn without_repeats(reported: &[Diagnostic], found: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let key = |l: &Location| (l.file.clone(), l.line, l.col);
+    let taken: std::collections::HashSet<_> = reported
+        .iter()
+        .filter(|d| d.is_error())
+        .filter_map(|d| d.location.as_ref().map(key))
+        .collect();
+    found
+        .into_iter()
+        .filter(|d| d.location.as_ref().is_none_or(|l| !taken.contains(&key(l))))
+        .collect()
 }
