@@ -286,7 +286,7 @@ fn genconfig_bad_input_exits_1_with_positions_and_writes_nothing() {
             )
         }),
         &[
-            "error: a patch does not apply to node `cp-1`",
+            "error: a patch does not apply",
             "--> talconfig.yaml:",
         ],
     );
