@@ -285,10 +285,7 @@ fn genconfig_bad_input_exits_1_with_positions_and_writes_nothing() {
                 "  patches:\n    - |-\n      machine:\n        certSANs: not-a-list",
             )
         }),
-        &[
-            "error: a patch does not apply",
-            "--> talconfig.yaml:",
-        ],
+        &["error: a patch does not apply", "--> talconfig.yaml:"],
     );
     assert_fails_with(
         &broken_cluster(|s| s.replace("memory: 512GiB", "memory: 128GiB")),
