@@ -312,15 +312,18 @@ fn incoming(
             let tx = tx.clone();
             let gate = gate.clone();
             handshakes.spawn(async move {
-                let mut handshake = Box::pin(acceptor.accept(stream));
+                let mut handshake = Box::pin(acceptor.accept(stream).into_fallible());
                 loop {
                     if !gate.wait_open().await {
                         return;
                     }
                     tokio::select! {
                         result = &mut handshake => {
-                            if let Ok(inner) = result {
-                                let _ = tx.send(Ok(TlsConnection { inner })).await;
+                            match result {
+                                Ok(inner) => {
+                                    let _ = tx.send(Ok(TlsConnection { inner })).await;
+                                }
+                                Err((_, io)) => linger(io).await,
                             }
                             return;
                         }
@@ -336,6 +339,20 @@ fn incoming(
         }
     });
     (ReceiverStream::new(rx), task)
+}
+
+/// After a failed handshake (the alert is already written): closes this side and reads
+/// what the peer still sends, so that it gets the alert. Closing with unread data would
+/// make the kernel reset the connection, and a TLS 1.3 client that has already sent its
+/// first request would see a reset instead of the reason (e.g. an unknown CA).
+async fn linger(mut io: GatedStream<TcpStream>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tokio::time::timeout(Duration::from_secs(1), async move {
+        let _ = io.shutdown().await;
+        let mut buf = [0u8; 4096];
+        while matches!(io.read(&mut buf).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }
 
 impl Gate {

@@ -3,7 +3,7 @@
 //! connection per request, and failover across several API server addresses (the
 //! node's own, the VIP, the other control-plane nodes).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -95,7 +95,7 @@ impl KubeClient {
                 .await
                 .map_err(|e| transport(server)(Box::new(e)))?;
             let _ = tcp.set_nodelay(true);
-            let name = ServerName::IpAddress(IpAddr::from(server.ip()).into());
+            let name = ServerName::IpAddress(server.ip().into());
             let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
                 .connect(name, tcp)
                 .await
@@ -103,8 +103,12 @@ impl KubeClient {
             let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
                 .await
                 .map_err(|e| transport(server)(Box::new(e)))?;
+            // The connection's error says why a request failed "canceled" (a TLS alert).
+            let (conn_error_tx, conn_error) = tokio::sync::oneshot::channel();
             tokio::spawn(async move {
-                let _ = conn.await;
+                if let Err(e) = conn.await {
+                    let _ = conn_error_tx.send(e);
+                }
             });
             let mut builder = http::Request::builder()
                 .method(method.clone())
@@ -128,10 +132,17 @@ impl KubeClient {
             let request = builder
                 .body(Full::new(payload))
                 .map_err(|e| transport(server)(Box::new(e)))?;
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| transport(server)(Box::new(e)))?;
+            let response = match sender.send_request(request).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let cause =
+                        match tokio::time::timeout(Duration::from_millis(500), conn_error).await {
+                            Ok(Ok(conn_e)) => conn_e,
+                            _ => e,
+                        };
+                    return Err(transport(server)(Box::new(cause)));
+                }
+            };
             let status = response.status().as_u16();
             let bytes = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
                 .collect()

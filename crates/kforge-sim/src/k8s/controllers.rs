@@ -52,6 +52,18 @@ fn type_of(group: &str, plural: &str) -> Result<ResourceType, ApiStatus> {
         .ok_or_else(|| ApiStatus::internal(format!("the {plural} type is missing")))
 }
 
+/// Whether a Node's `Ready` condition is `True`.
+pub fn is_ready(node: &Value) -> bool {
+    node.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.get("type").and_then(Value::as_str) == Some("Ready")
+                    && c.get("status").and_then(Value::as_str) == Some("True")
+            })
+        })
+}
+
 /// What the node lifecycle controller decides for one node.
 #[derive(Clone, Debug, PartialEq)]
 pub enum NodeVerdict {

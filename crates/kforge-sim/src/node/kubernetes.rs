@@ -209,7 +209,8 @@ impl Node {
             setting: "machine config",
             reason: "no etcd client identity".into(),
         })?;
-        let server = match self.st().kube.server.clone() {
+        let existing = self.st().kube.server.clone();
+        let server = match existing {
             Some(server) => server,
             None => ApiServer::new(
                 ApiServerConfig {
@@ -263,7 +264,8 @@ impl Node {
         let Some(vip) = applied.config.vip else {
             return;
         };
-        let (Some(server), Ok(tls)) = (self.st().kube.server.clone(), self.kube_tls(applied)) else {
+        let server = self.st().kube.server.clone();
+        let (Some(server), Ok(tls)) = (server, self.kube_tls(applied)) else {
             return;
         };
         let address = SocketAddr::new(vip, self.inner.settings.k8s_port);
