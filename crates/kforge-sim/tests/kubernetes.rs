@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use kforge_deploy::api::{KubeApi, KubeErrorKind, NodeApi, ServiceAction};
 use kforge_deploy::desired::{DesiredCluster, NodeRef, Role};
-use kforge_deploy::event::CollectEvents;
 use kforge_deploy::execute::{Apis, ExecuteOptions, Intervals, Timeouts, UpOptions};
 use kforge_deploy::kube_http::{HttpKubeApi, HttpKubeConnector, HttpKubeOptions};
 use kforge_deploy::plan::{KubeconfigOutput, PlanOptions};
@@ -75,6 +74,7 @@ fn spec(name: &str, subnet: [u8; 3]) -> ClusterSpec {
     s.worker_extra = Some(WORKER_PROFILE.into());
     s.meminfo_total = "64GiB".into();
     s.extra_args = vec!["--cpus".into(), "16".into()];
+    // Debugging aid: keep the nodes' state directories and logs under this directory.
     if let Some(root) = std::env::var_os("KFORGE_SIM_DEBUG_ROOT") {
         s.root = Some(std::path::PathBuf::from(root).join(name));
     }
@@ -473,4 +473,140 @@ fn anonymous_client(cluster: &SimCluster, cps: &[IpAddr]) -> kforge_sim::k8s::cl
         tls,
         None,
     )
+}
+
+/// The deploy engine against a simulated cluster, from maintenance mode: `up` (apply,
+/// bootstrap once, etcd, kubeconfig, Kubernetes, manifests, tuning), `up` again (nothing
+/// to do), `health`, and the failover drill on the VIP owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kforge_up_health_and_failover_drill() {
+    let t0 = Instant::now();
+    let cluster = SimCluster::start(spec("e2e", [127, 202, 2]), &binary())
+        .await
+        .or_fail("cluster starts");
+    let vip = cluster.vip().expect("vip");
+    let desired = DesiredCluster::from_rendered(cluster.name(), cluster.rendered_nodes(), None)
+        .or_fail("desired cluster");
+    assert_eq!(desired.manifests.len(), 1, "the profile's PriorityClass");
+    let api = talos_api(&cluster);
+    let connector = HttpKubeConnector {
+        options: HttpKubeOptions {
+            request_timeout: Duration::from_secs(5),
+            ..HttpKubeOptions::default()
+        },
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let state = FileStateStore::in_dir(dir.path());
+    let kubeconfig_path = dir.path().join("kubeconfig");
+    let fast = Duration::from_millis(500);
+    let options = UpOptions {
+        plan: PlanOptions {
+            kubeconfig: KubeconfigOutput::Write {
+                path: kubeconfig_path.clone(),
+            },
+        },
+        observe: Default::default(),
+        execute: ExecuteOptions {
+            timeouts: Timeouts {
+                call: Duration::from_secs(10),
+                ..Timeouts::default()
+            },
+            intervals: Intervals {
+                apply: fast,
+                apid: fast,
+                etcd: fast,
+                kubernetes: fast,
+                manifests: fast,
+                tuning: fast,
+            },
+            ..ExecuteOptions::default()
+        },
+    };
+    let sink = kforge_deploy::LineSink::new(std::io::stderr(), kforge_deploy::LineFormat::Plain);
+    let apis = Apis {
+        nodes: &api,
+        kube: &connector,
+        state: &state,
+    };
+
+    let (plan, report) = kforge_deploy::execute::up(&desired, apis, &sink, &options)
+        .await
+        .or_fail("kforge up");
+    eprintln!("up in {:?} (total {:?})", report.duration, t0.elapsed());
+    assert!(!plan.is_noop() && report.changed);
+    assert!(kubeconfig_path.exists());
+    let worker_tuning = report
+        .tuning
+        .iter()
+        .find(|t| t.node == "w-1")
+        .expect("the worker's tuning was verified");
+    assert!(worker_tuning.passed(), "{worker_tuning:?}");
+    let sources: Vec<&str> = worker_tuning.checks.iter().map(|c| c.source.as_str()).collect();
+    assert!(sources.contains(&"/etc/kubernetes/kubelet.yaml"), "{sources:?}");
+    assert!(sources.contains(&"Kubernetes node status.capacity"), "{sources:?}");
+    let bootstraps = cluster
+        .nodes()
+        .iter()
+        .map(|n| std::fs::read_to_string(n.log_path()).unwrap_or_default())
+        .filter(|log| log.contains("bootstrapped etcd"))
+        .count();
+    assert_eq!(bootstraps, 1, "etcd is bootstrapped exactly once");
+
+    let (plan, report) = kforge_deploy::execute::up(&desired, apis, &sink, &options)
+        .await
+        .or_fail("kforge up again");
+    assert!(plan.is_noop(), "{plan}");
+    assert!(!report.changed);
+
+    let kubeconfig = SecretString::from(std::fs::read_to_string(&kubeconfig_path).unwrap());
+    let kube = HttpKubeApi::from_kubeconfig(&kubeconfig, HttpKubeOptions::default())
+        .or_fail("kube from the written kubeconfig");
+    assert_eq!(kube.server_url(), format!("https://{vip}:6443"));
+    let nodes = node_refs(&cluster);
+    let health = kforge_deploy::health(
+        &nodes,
+        &api,
+        &kube,
+        &sink,
+        &HealthOptions {
+            wait: Duration::from_secs(120),
+            call_timeout: Duration::from_secs(5),
+            time_scale: 0.1,
+        },
+    )
+    .await
+    .or_fail("kforge health");
+    eprintln!("{health}");
+    assert!(health.healthy());
+
+    let drill = kforge_deploy::drill_failover(
+        &nodes,
+        &api,
+        &kube,
+        &sink,
+        &DrillOptions {
+            vip: Some(vip.to_string()),
+            phase_timeout: Duration::from_secs(60),
+            rejoin_timeout: Duration::from_secs(90),
+            interval: fast,
+            call_timeout: Duration::from_secs(5),
+            ..DrillOptions::default()
+        },
+    )
+    .await
+    .or_fail("kforge drill failover");
+    eprintln!("{drill}");
+    let (before, after) = (
+        drill.vip_owner_before.clone().expect("owner before"),
+        drill.vip_owner_after.clone().expect("owner after"),
+    );
+    assert_ne!(before, after, "the VIP moved");
+    assert!(drill.target.starts_with(&before));
+    let cm = kube
+        .get("v1", "ConfigMap", Some("default"), "kforge-drill")
+        .await
+        .or_fail("drill ConfigMap")
+        .expect("written during the drill");
+    assert_eq!(cm["data"]["stoppedNode"], before);
+    eprintln!("test done in {:?}", t0.elapsed());
 }
