@@ -308,9 +308,13 @@ impl EtcdClient {
                 },
             )),
         };
-        tx.send(create)
-            .await
-            .map_err(|_| self.failure("watch", tonic::Code::Internal, "request stream closed".into()))?;
+        tx.send(create).await.map_err(|_| {
+            self.failure(
+                "watch",
+                tonic::Code::Internal,
+                "request stream closed".into(),
+            )
+        })?;
         let mut c = WatchClient::new(self.channel.clone());
         // No grpc-timeout: it would end the stream; only the start is bounded.
         let call = async {
@@ -320,14 +324,16 @@ impl EtcdClient {
                 .into_inner();
             match stream.message().await? {
                 Some(first) if first.created && !first.canceled => Ok(tonic::Response::new(stream)),
-                Some(first) => Err(tonic::Status::failed_precondition(if first
-                    .cancel_reason
-                    .is_empty()
-                {
-                    format!("the watch was canceled (compacted at revision {})", first.compact_revision)
-                } else {
-                    first.cancel_reason
-                })),
+                Some(first) => Err(tonic::Status::failed_precondition(
+                    if first.cancel_reason.is_empty() {
+                        format!(
+                            "the watch was canceled (compacted at revision {})",
+                            first.compact_revision
+                        )
+                    } else {
+                        first.cancel_reason
+                    },
+                )),
                 None => Err(tonic::Status::unavailable("the watch stream ended at once")),
             }
         };

@@ -335,7 +335,10 @@ pub fn render_configs(
     spec: &ClusterSpec,
     bundle: &SecretsBundle,
 ) -> Result<Vec<RenderedConfig>, HarnessError> {
-    render_nodes(spec, bundle)?.iter().map(rendered_config).collect()
+    render_nodes(spec, bundle)?
+        .iter()
+        .map(rendered_config)
+        .collect()
 }
 
 fn rendered_config(r: &kforge_machine::RenderedNode) -> Result<RenderedConfig, HarnessError> {
@@ -868,7 +871,8 @@ impl SimCluster {
                         .unwrap_or_default();
                     let ready = |name: &str| {
                         items.iter().any(|n| {
-                            n.pointer("/metadata/name").and_then(serde_json::Value::as_str)
+                            n.pointer("/metadata/name")
+                                .and_then(serde_json::Value::as_str)
                                 == Some(name)
                                 && crate::k8s::controllers::is_ready(n)
                         })

@@ -279,7 +279,9 @@ pub fn fib_trie(address: std::net::IpAddr, vip: Option<std::net::IpAddr>) -> Str
             let [a, b, c, _] = v4.octets();
             format!("{a}.{b}.{c}")
         }
-        std::net::IpAddr::V6(_) => return format!("Local:\n  +-- ::/0\n     |-- {address}\n        /128 host LOCAL\n"),
+        std::net::IpAddr::V6(_) => {
+            return format!("Local:\n  +-- ::/0\n     |-- {address}\n        /128 host LOCAL\n");
+        }
     };
     let mut local = vec![address.to_string()];
     local.extend(vip.map(|v| v.to_string()));
@@ -371,7 +373,10 @@ mod tests {
         let a: std::net::IpAddr = "127.0.9.11".parse().unwrap();
         let vip: std::net::IpAddr = "127.0.9.10".parse().unwrap();
         let held = fib_trie(a, Some(vip));
-        assert!(held.contains("     |-- 127.0.9.10\n        /32 host LOCAL\n"), "{held}");
+        assert!(
+            held.contains("     |-- 127.0.9.10\n        /32 host LOCAL\n"),
+            "{held}"
+        );
         assert!(held.contains("     |-- 127.0.9.11\n        /32 host LOCAL\n"));
         assert!(!fib_trie(a, None).contains("127.0.9.10"));
     }

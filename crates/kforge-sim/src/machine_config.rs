@@ -480,10 +480,7 @@ mod tests {
         ]}}});
         assert_eq!(vip_address(&[], &v1), Some("10.0.5.1".parse().unwrap()));
         let doc = serde_json::json!({"apiVersion": "v1alpha1", "kind": "Layer2VIPConfig", "name": "10.0.1.10", "link": "eth0"});
-        assert_eq!(
-            vip_address(&[doc], &v1),
-            Some("10.0.1.10".parse().unwrap())
-        );
+        assert_eq!(vip_address(&[doc], &v1), Some("10.0.1.10".parse().unwrap()));
         assert_eq!(vip_address(&[], &serde_json::json!({})), None);
     }
 

@@ -1314,9 +1314,10 @@ impl Node {
                 Ok(kernel::meminfo_text(&m, &huge).into_bytes())
             }
             "/system/state/config.yaml" => Ok(applied.config.text.expose().as_bytes().to_vec()),
-            crate::k8s::kubelet::KUBELET_CONFIG_PATH => {
-                Ok(kubelet::kubelet_configuration(&applied.config.kubelet_extra_config).into_bytes())
-            }
+            crate::k8s::kubelet::KUBELET_CONFIG_PATH => Ok(kubelet::kubelet_configuration(
+                &applied.config.kubelet_extra_config,
+            )
+            .into_bytes()),
             "/proc/net/fib_trie" => {
                 let vip = applied.config.vip.filter(|_| self.st().kube.vip_held);
                 Ok(kernel::fib_trie(self.inner.settings.address, vip).into_bytes())

@@ -375,7 +375,8 @@ pub type HttpHandler = Arc<
     dyn Fn(
             TlsPeer,
             http::Request<hyper::body::Incoming>,
-        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = http::Response<HttpBody>> + Send>>
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = http::Response<HttpBody>> + Send>>
         + Send
         + Sync,
 >;
@@ -414,39 +415,49 @@ impl Listener {
         paused: bool,
     ) -> Listener {
         use tokio_stream::StreamExt as _;
-        Self::start(listener, tls, paused, |mut incoming, mut shutdown_rx| async move {
-            let mut connections = JoinSet::new();
-            loop {
-                let next = tokio::select! {
-                    _ = &mut shutdown_rx => break,
-                    Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-                    next = incoming.next() => next,
-                };
-                let Some(Ok(conn)) = next else {
-                    if next.is_none() {
-                        break;
-                    }
-                    continue;
-                };
-                let peer = conn.connect_info();
-                let handler = handler.clone();
-                connections.spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let fut = handler(peer.clone(), req);
-                        async move { Ok::<_, std::convert::Infallible>(fut.await) }
+        Self::start(
+            listener,
+            tls,
+            paused,
+            |mut incoming, mut shutdown_rx| async move {
+                let mut connections = JoinSet::new();
+                loop {
+                    let next = tokio::select! {
+                        _ = &mut shutdown_rx => break,
+                        Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+                        next = incoming.next() => next,
+                    };
+                    let Some(Ok(conn)) = next else {
+                        if next.is_none() {
+                            break;
+                        }
+                        continue;
+                    };
+                    let peer = conn.connect_info();
+                    let handler = handler.clone();
+                    connections.spawn(async move {
+                        let service = hyper::service::service_fn(move |req| {
+                            let fut = handler(peer.clone(), req);
+                            async move { Ok::<_, std::convert::Infallible>(fut.await) }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .keep_alive(true)
+                            .serve_connection(hyper_util::rt::TokioIo::new(conn), service)
+                            .await;
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .keep_alive(true)
-                        .serve_connection(hyper_util::rt::TokioIo::new(conn), service)
-                        .await;
-                });
-            }
-            // Dropping the set aborts every connection (and its watches).
-            connections.shutdown().await;
-        })
+                }
+                // Dropping the set aborts every connection (and its watches).
+                connections.shutdown().await;
+            },
+        )
     }
 
-    fn start<F, Fut>(listener: TcpListener, tls: Arc<ServerConfig>, paused: bool, server: F) -> Listener
+    fn start<F, Fut>(
+        listener: TcpListener,
+        tls: Arc<ServerConfig>,
+        paused: bool,
+        server: F,
+    ) -> Listener
     where
         F: FnOnce(ReceiverStream<Result<TlsConnection, io::Error>>, oneshot::Receiver<()>) -> Fut,
         Fut: std::future::Future<Output = ()> + Send + 'static,

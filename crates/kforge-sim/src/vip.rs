@@ -140,7 +140,8 @@ impl Campaign {
         let Some(lease) = self.lease else {
             return;
         };
-        let valid_until = sent + Duration::from_secs(ttl.max(0) as u64).saturating_sub(SAFETY_MARGIN);
+        let valid_until =
+            sent + Duration::from_secs(ttl.max(0) as u64).saturating_sub(SAFETY_MARGIN);
         if self.holding() {
             match self.still_mine(&client, lease).await {
                 Some(true) => self.until = Some(valid_until),

@@ -158,7 +158,9 @@ fn kubectl(kubeconfig: &std::path::Path, cache: &std::path::Path, args: &[&str])
         .args(args)
         .output()
         .unwrap_or_else(|e| {
-            panic!("cannot run kubectl ({e}); install it (e.g. the Debian package `kubernetes-client`)")
+            panic!(
+                "cannot run kubectl ({e}); install it (e.g. the Debian package `kubernetes-client`)"
+            )
         });
     assert!(
         out.status.success(),
@@ -178,7 +180,11 @@ async fn api_server_kubelets_and_vip() {
     let vip = cluster.vip().expect("vip");
     let cps: Vec<IpAddr> = cluster.control_planes().iter().map(|n| n.address).collect();
     let refs = node_refs(&cluster);
-    let cp_refs: Vec<NodeRef> = refs.iter().filter(|n| n.is_control_plane()).cloned().collect();
+    let cp_refs: Vec<NodeRef> = refs
+        .iter()
+        .filter(|n| n.is_control_plane())
+        .cloned()
+        .collect();
     let worker = refs.iter().find(|n| !n.is_control_plane()).unwrap().clone();
     let talos = talos_api(&cluster);
 
@@ -186,14 +192,19 @@ async fn api_server_kubelets_and_vip() {
     // on every control plane.
     let kubeconfig = cluster.fetch_kubeconfig().await.or_fail("kubeconfig");
     assert!(
-        kubeconfig.expose().contains(&format!("server: https://{vip}:6443")),
+        kubeconfig
+            .expose()
+            .contains(&format!("server: https://{vip}:6443")),
         "the kubeconfig's server is the VIP"
     );
     let via_vip = kube_via(&kubeconfig, None);
     let r = via_vip.readyz().await.or_fail("readyz via the VIP");
     assert!(r.ok, "{r:?}");
     for cp in &cps {
-        let r = via_vip.readyz_via(&cp.to_string()).await.or_fail("readyz via a node");
+        let r = via_vip
+            .readyz_via(&cp.to_string())
+            .await
+            .or_fail("readyz via a node");
         assert!(r.ok, "{cp}: {r:?}");
     }
 
@@ -204,15 +215,35 @@ async fn api_server_kubelets_and_vip() {
         assert_eq!(n.ready, Some(true), "{n:?}");
         assert_eq!(n.labels["kubernetes.io/hostname"], n.name);
         let cp = n.name.starts_with("cp-");
-        assert_eq!(n.labels.contains_key("node-role.kubernetes.io/control-plane"), cp, "{n:?}");
         assert_eq!(
-            n.taints.iter().any(|t| t.key == "node-role.kubernetes.io/control-plane" && t.effect == "NoSchedule"),
+            n.labels
+                .contains_key("node-role.kubernetes.io/control-plane"),
             cp,
             "{n:?}"
         );
-        assert_eq!(n.addresses[0], cluster.nodes().iter().find(|x| x.hostname == n.name).unwrap().address.to_string());
+        assert_eq!(
+            n.taints
+                .iter()
+                .any(|t| t.key == "node-role.kubernetes.io/control-plane"
+                    && t.effect == "NoSchedule"),
+            cp,
+            "{n:?}"
+        );
+        assert_eq!(
+            n.addresses[0],
+            cluster
+                .nodes()
+                .iter()
+                .find(|x| x.hostname == n.name)
+                .unwrap()
+                .address
+                .to_string()
+        );
     }
-    let w = nodes.iter().find(|n| n.name == "w-1").expect("worker registered");
+    let w = nodes
+        .iter()
+        .find(|n| n.name == "w-1")
+        .expect("worker registered");
     assert_eq!(w.labels["kforge.dev/profile"], "solana-validator");
     assert_eq!(w.capacity["hugepages-2Mi"], "8Gi", "4096 × 2 MiB");
     assert_eq!(w.capacity["cpu"], "16");
@@ -232,15 +263,35 @@ async fn api_server_kubelets_and_vip() {
         "metadata": {"name": "local-nvme-ledger"}, "provisioner": "kubernetes.io/no-provisioner",
         "volumeBindingMode": "WaitForFirstConsumer", "reclaimPolicy": "Retain",
     });
-    let stored = cp1.server_side_apply(&pc, "kforge").await.or_fail("apply PriorityClass");
+    let stored = cp1
+        .server_side_apply(&pc, "kforge")
+        .await
+        .or_fail("apply PriorityClass");
     assert_eq!(stored["value"], 1000000);
-    assert!(stored["metadata"]["uid"].as_str().is_some_and(|u| u.len() == 36));
-    assert!(stored["metadata"]["resourceVersion"].as_str().unwrap().parse::<i64>().is_ok());
+    assert!(
+        stored["metadata"]["uid"]
+            .as_str()
+            .is_some_and(|u| u.len() == 36)
+    );
+    assert!(
+        stored["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse::<i64>()
+            .is_ok()
+    );
     assert_eq!(stored["metadata"]["managedFields"][0]["manager"], "kforge");
     assert_eq!(stored["metadata"]["managedFields"][0]["operation"], "Apply");
-    cp1.server_side_apply(&sc, "kforge").await.or_fail("apply StorageClass");
+    cp1.server_side_apply(&sc, "kforge")
+        .await
+        .or_fail("apply StorageClass");
     let got = cp2
-        .get("scheduling.k8s.io/v1", "PriorityClass", None, "solana-critical")
+        .get(
+            "scheduling.k8s.io/v1",
+            "PriorityClass",
+            None,
+            "solana-critical",
+        )
         .await
         .or_fail("get PriorityClass")
         .expect("stored");
@@ -259,8 +310,14 @@ async fn api_server_kubelets_and_vip() {
             .is_none()
     );
     // Re-applying the same object changes nothing.
-    let again = cp2.server_side_apply(&pc, "kforge").await.or_fail("re-apply");
-    assert_eq!(again["metadata"]["resourceVersion"], stored["metadata"]["resourceVersion"]);
+    let again = cp2
+        .server_side_apply(&pc, "kforge")
+        .await
+        .or_fail("re-apply");
+    assert_eq!(
+        again["metadata"]["resourceVersion"],
+        stored["metadata"]["resourceVersion"]
+    );
 
     // ---- raw API: Status objects, conflicts, label selectors, authentication.
     let admin = cluster.kube_client(&cps).or_fail("admin client");
@@ -269,7 +326,11 @@ async fn api_server_kubelets_and_vip() {
         .await
         .expect_err("404");
     assert_eq!(err.status(), Some(404));
-    assert!(err.to_string().contains("priorityclasses.scheduling.k8s.io \"missing\" not found"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("priorityclasses.scheduling.k8s.io \"missing\" not found"),
+        "{err}"
+    );
     let other = serde_json::to_vec(&json!({
         "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
         "metadata": {"name": "solana-critical"}, "value": 5,
@@ -284,7 +345,11 @@ async fn api_server_kubelets_and_vip() {
         .await
         .expect_err("conflict");
     assert_eq!(err.status(), Some(409));
-    assert!(err.to_string().contains("Apply failed with 1 conflict: conflict with \"kforge\""), "{err}");
+    assert!(
+        err.to_string()
+            .contains("Apply failed with 1 conflict: conflict with \"kforge\""),
+        "{err}"
+    );
     let mut stale = got.clone();
     stale["metadata"]["resourceVersion"] = json!("1");
     stale["description"] = json!("changed");
@@ -297,7 +362,10 @@ async fn api_server_kubelets_and_vip() {
         .await
         .expect_err("stale update");
     assert_eq!(err.status(), Some(409));
-    assert!(err.to_string().contains("the object has been modified"), "{err}");
+    assert!(
+        err.to_string().contains("the object has been modified"),
+        "{err}"
+    );
     let workers = admin
         .get("/api/v1/nodes?labelSelector=%21node-role.kubernetes.io%2Fcontrol-plane")
         .await
@@ -308,7 +376,10 @@ async fn api_server_kubelets_and_vip() {
     // A client certificate from another CA fails the TLS handshake; no certificate at all
     // reaches only the health endpoints.
     let foreign = foreign_kubeconfig(&kubeconfig);
-    let err = kube_via(&foreign, None).nodes().await.expect_err("foreign CA");
+    let err = kube_via(&foreign, None)
+        .nodes()
+        .await
+        .expect_err("foreign CA");
     assert_eq!(
         err.kind,
         KubeErrorKind::Unauthorized,
@@ -329,13 +400,59 @@ async fn api_server_kubelets_and_vip() {
         serde_json::from_str(&kubectl(&kc_path, &cache, &["get", "nodes", "-o", "json"])).unwrap();
     assert_eq!(json_nodes["items"].as_array().unwrap().len(), 4);
     let table = kubectl(&kc_path, &cache, &["get", "nodes"]);
-    assert!(table.contains("w-1") && table.contains("Ready") && table.contains("control-plane"), "{table}");
+    assert!(
+        table.contains("w-1") && table.contains("Ready") && table.contains("control-plane"),
+        "{table}"
+    );
     let pcs = kubectl(&kc_path, &cache, &["get", "priorityclasses"]);
     assert!(pcs.contains("solana-critical"), "{pcs}");
-    let watched = kubectl(&kc_path, &cache, &["get", "--raw", "/api/v1/nodes?watch=1&timeoutSeconds=2"]);
-    let events: Vec<Value> = watched.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert!(events.iter().filter(|e| e["type"] == "ADDED").count() >= 4, "{watched}");
-    assert!(events.iter().any(|e| e["type"] == "MODIFIED"), "heartbeats are seen: {watched}");
+    let watched = kubectl(
+        &kc_path,
+        &cache,
+        &["get", "--raw", "/api/v1/nodes?watch=1&timeoutSeconds=2"],
+    );
+    let events: Vec<Value> = watched
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        events.iter().filter(|e| e["type"] == "ADDED").count() >= 4,
+        "{watched}"
+    );
+    assert!(
+        events.iter().any(|e| e["type"] == "MODIFIED"),
+        "heartbeats are seen: {watched}"
+    );
+    // From a resourceVersion: only what changed after it.
+    let rv = admin.get("/api/v1/nodes").await.or_fail("list")["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let watched = kubectl(
+        &kc_path,
+        &cache,
+        &[
+            "get",
+            "--raw",
+            &format!("/api/v1/nodes?watch=true&resourceVersion={rv}&timeoutSeconds=2"),
+        ],
+    );
+    let events: Vec<Value> = watched
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        !events.is_empty() && events.iter().all(|e| e["type"] == "MODIFIED"),
+        "{watched}"
+    );
+    assert!(events.iter().all(|e| {
+        e["object"]["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+            > rv.parse::<i64>().unwrap()
+    }));
     eprintln!("api checks done at {:?}", t0.elapsed());
 
     // ---- the VIP: exactly one holder, as the control sockets and fib_trie agree.
@@ -344,7 +461,11 @@ async fn api_server_kubelets_and_vip() {
     assert_eq!(holders.len(), 1, "{holders:?}");
     let fib = fib_holders(&talos, &cp_refs, &vip_text).await;
     assert_eq!(fib.len(), 1, "{fib:?}");
-    let owner = cp_refs.iter().find(|c| c.hostname == fib[0]).unwrap().clone();
+    let owner = cp_refs
+        .iter()
+        .find(|c| c.hostname == fib[0])
+        .unwrap()
+        .clone();
     assert_eq!(owner.address, holders[0].to_string());
 
     // Stopping etcd on the owner: its API server turns unready, the VIP moves within the
@@ -368,32 +489,55 @@ async fn api_server_kubelets_and_vip() {
     }
     let moved_after = stopped_at.elapsed();
     let new_owner = new_owner.expect("the VIP moved");
-    assert!(moved_after < Duration::from_secs(3 + 5), "moved after {moved_after:?}");
-    eprintln!("VIP moved from {} to {new_owner} in {moved_after:?}", owner.hostname);
-    wait_until("the API through the VIP", Duration::from_secs(10), || async {
-        via_vip.readyz().await.is_ok_and(|r| r.ok)
-    })
+    assert!(
+        moved_after < Duration::from_secs(3 + 5),
+        "moved after {moved_after:?}"
+    );
+    eprintln!(
+        "VIP moved from {} to {new_owner} in {moved_after:?}",
+        owner.hostname
+    );
+    wait_until(
+        "the API through the VIP",
+        Duration::from_secs(10),
+        || async { via_vip.readyz().await.is_ok_and(|r| r.ok) },
+    )
     .await;
-    let r = via_vip.readyz_via(&owner.address).await.or_fail("readyz on the stopped node");
+    let r = via_vip
+        .readyz_via(&owner.address)
+        .await
+        .or_fail("readyz on the stopped node");
     assert!(!r.ok && r.detail.contains("[-]etcd failed"), "{r:?}");
     talos
         .service_action(&owner, "etcd", ServiceAction::Start)
         .await
         .or_fail("start etcd");
-    wait_until("the old owner's API to be ready again", Duration::from_secs(30), || async {
-        via_vip.readyz_via(&owner.address).await.is_ok_and(|r| r.ok)
-    })
+    wait_until(
+        "the old owner's API to be ready again",
+        Duration::from_secs(30),
+        || async { via_vip.readyz_via(&owner.address).await.is_ok_and(|r| r.ok) },
+    )
     .await;
-    assert_eq!(fib_holders(&talos, &cp_refs, &vip_text).await, [new_owner.clone()]);
+    assert_eq!(
+        fib_holders(&talos, &cp_refs, &vip_text).await,
+        [new_owner.clone()]
+    );
 
     // ---- ServiceStop kube-apiserver closes its port; ServiceStart opens it again.
-    let target = cp_refs.iter().find(|c| c.hostname != new_owner).unwrap().clone();
+    let target = cp_refs
+        .iter()
+        .find(|c| c.hostname != new_owner)
+        .unwrap()
+        .clone();
     let port = (target.address.parse::<IpAddr>().unwrap(), 6443);
     talos
         .service_action(&target, "kube-apiserver", ServiceAction::Stop)
         .await
         .or_fail("stop kube-apiserver");
-    assert!(tokio::net::TcpStream::connect(port).await.is_err(), "the port is closed");
+    assert!(
+        tokio::net::TcpStream::connect(port).await.is_err(),
+        "the port is closed"
+    );
     let services = talos.services(&target).await.or_fail("services");
     let api = services.iter().find(|s| s.id == "kube-apiserver").unwrap();
     assert_eq!(api.state, "Finished");
@@ -401,9 +545,11 @@ async fn api_server_kubelets_and_vip() {
         .service_action(&target, "kube-apiserver", ServiceAction::Start)
         .await
         .or_fail("start kube-apiserver");
-    wait_until("the API port to open again", Duration::from_secs(10), || async {
-        tokio::net::TcpStream::connect(port).await.is_ok()
-    })
+    wait_until(
+        "the API port to open again",
+        Duration::from_secs(10),
+        || async { tokio::net::TcpStream::connect(port).await.is_ok() },
+    )
     .await;
 
     // ---- kubelet stopped on the worker: the node goes NotReady (Unknown), then back.
@@ -412,30 +558,94 @@ async fn api_server_kubelets_and_vip() {
         .await
         .or_fail("stop kubelet");
     let not_ready_since = Instant::now();
-    wait_until("the worker to be NotReady", Duration::from_secs(15), || async {
-        via_vip
-            .nodes()
-            .await
-            .is_ok_and(|ns| ns.iter().any(|n| n.name == "w-1" && n.ready == Some(false)))
-    })
+    wait_until(
+        "the worker to be NotReady",
+        Duration::from_secs(15),
+        || async {
+            via_vip
+                .nodes()
+                .await
+                .is_ok_and(|ns| ns.iter().any(|n| n.name == "w-1" && n.ready == Some(false)))
+        },
+    )
     .await;
     eprintln!("worker NotReady after {:?}", not_ready_since.elapsed());
-    let w = via_vip.nodes().await.or_fail("nodes").into_iter().find(|n| n.name == "w-1").unwrap();
+    let w = via_vip
+        .nodes()
+        .await
+        .or_fail("nodes")
+        .into_iter()
+        .find(|n| n.name == "w-1")
+        .unwrap();
     assert!(w.ready_message.contains("NodeStatusUnknown"), "{w:?}");
-    assert!(w.taints.iter().any(|t| t.key == "node.kubernetes.io/unreachable"), "{w:?}");
+    assert!(
+        w.taints
+            .iter()
+            .any(|t| t.key == "node.kubernetes.io/unreachable"),
+        "{w:?}"
+    );
     talos
         .service_action(&worker, "kubelet", ServiceAction::Start)
         .await
         .or_fail("start kubelet");
-    wait_until("the worker to be Ready again", Duration::from_secs(15), || async {
-        via_vip.nodes().await.is_ok_and(|ns| {
-            ns.iter().any(|n| {
-                n.name == "w-1"
-                    && n.ready == Some(true)
-                    && !n.taints.iter().any(|t| t.key == "node.kubernetes.io/unreachable")
+    wait_until(
+        "the worker to be Ready again",
+        Duration::from_secs(15),
+        || async {
+            via_vip.nodes().await.is_ok_and(|ns| {
+                ns.iter().any(|n| {
+                    n.name == "w-1"
+                        && n.ready == Some(true)
+                        && !n
+                            .taints
+                            .iter()
+                            .any(|t| t.key == "node.kubernetes.io/unreachable")
+                })
             })
-        })
-    })
+        },
+    )
+    .await;
+
+    // ---- quorum lost: the last control plane's API is unready and nobody holds the VIP.
+    let others: Vec<&NodeRef> = cp_refs.iter().filter(|c| c.hostname != new_owner).collect();
+    let holder = cp_refs.iter().find(|c| c.hostname == new_owner).unwrap();
+    for o in &others {
+        talos
+            .service_action(o, "etcd", ServiceAction::Stop)
+            .await
+            .or_fail("stop etcd");
+    }
+    wait_until(
+        "the last API server to lose etcd",
+        Duration::from_secs(15),
+        || async {
+            via_vip
+                .readyz_via(&holder.address)
+                .await
+                .is_ok_and(|r| !r.ok && r.detail.contains("[-]etcd failed"))
+        },
+    )
+    .await;
+    wait_until(
+        "the VIP to be released",
+        Duration::from_secs(10),
+        || async { fib_holders(&talos, &cp_refs, &vip_text).await.is_empty() },
+    )
+    .await;
+    for o in &others {
+        talos
+            .service_action(o, "etcd", ServiceAction::Start)
+            .await
+            .or_fail("start etcd");
+    }
+    wait_until(
+        "a VIP holder and a ready API again",
+        Duration::from_secs(30),
+        || async {
+            fib_holders(&talos, &cp_refs, &vip_text).await.len() == 1
+                && via_vip.readyz().await.is_ok_and(|r| r.ok)
+        },
+    )
     .await;
     eprintln!("test done in {:?}", t0.elapsed());
 }
@@ -447,13 +657,19 @@ fn foreign_kubeconfig(kubeconfig: &SecretString) -> SecretString {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "kubernetes");
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "kubernetes");
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(rcgen::DnType::OrganizationName, "system:masters");
-    params.distinguished_name.push(rcgen::DnType::CommonName, "admin");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "system:masters");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "admin");
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
     let cert = params.signed_by(&key, &issuer).unwrap();
     let _ = ca;
@@ -469,7 +685,9 @@ fn anonymous_client(cluster: &SimCluster, cps: &[IpAddr]) -> kforge_sim::k8s::cl
     let ca = cluster.bundle().k8s_ca_crt_pem().unwrap();
     let tls = kforge_sim::k8s::certs::client_tls(&ca, None).unwrap();
     kforge_sim::k8s::client::KubeClient::new(
-        cps.iter().map(|a| std::net::SocketAddr::new(*a, 6443)).collect(),
+        cps.iter()
+            .map(|a| std::net::SocketAddr::new(*a, 6443))
+            .collect(),
         tls,
         None,
     )
@@ -541,9 +759,19 @@ async fn kforge_up_health_and_failover_drill() {
         .find(|t| t.node == "w-1")
         .expect("the worker's tuning was verified");
     assert!(worker_tuning.passed(), "{worker_tuning:?}");
-    let sources: Vec<&str> = worker_tuning.checks.iter().map(|c| c.source.as_str()).collect();
-    assert!(sources.contains(&"/etc/kubernetes/kubelet.yaml"), "{sources:?}");
-    assert!(sources.contains(&"Kubernetes node status.capacity"), "{sources:?}");
+    let sources: Vec<&str> = worker_tuning
+        .checks
+        .iter()
+        .map(|c| c.source.as_str())
+        .collect();
+    assert!(
+        sources.contains(&"/etc/kubernetes/kubelet.yaml"),
+        "{sources:?}"
+    );
+    assert!(
+        sources.contains(&"Kubernetes node status.capacity"),
+        "{sources:?}"
+    );
     let bootstraps = cluster
         .nodes()
         .iter()

@@ -147,8 +147,12 @@ fn status_response(s: &ApiStatus) -> Response<HttpBody> {
 }
 
 fn not_found_path() -> ApiStatus {
-    ApiStatus::new(404, "NotFound", "the server could not find the requested resource")
-        .with_details(json!({}))
+    ApiStatus::new(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
+    .with_details(json!({}))
 }
 
 /// Percent-decoding (`+` is a space in query strings).
@@ -381,24 +385,35 @@ fn node_roles(node: &Value) -> String {
 }
 
 /// A `meta.k8s.io/v1` Table of `items`.
-fn table(rtype: &ResourceType, items: &[Value], resource_version: Option<&Value>, include: &str) -> Value {
+fn table(
+    rtype: &ResourceType,
+    items: &[Value],
+    resource_version: Option<&Value>,
+    include: &str,
+) -> Value {
     let now = SystemTime::now();
-    let col = |name: &str, format: &str, description: &str| {
-        json!({"name": name, "type": "string", "format": format, "description": description, "priority": 0})
-    };
+    let col = |name: &str, format: &str, description: &str| json!({"name": name, "type": "string", "format": format, "description": description, "priority": 0});
     let is_node = rtype.group.is_empty() && rtype.plural == "nodes";
     let columns = if is_node {
         vec![
             col("Name", "name", "Name must be unique within a namespace."),
             col("Status", "", "The status of the node"),
             col("Roles", "", "The roles of the node"),
-            col("Age", "", "CreationTimestamp is a timestamp representing the server time when this object was created."),
+            col(
+                "Age",
+                "",
+                "CreationTimestamp is a timestamp representing the server time when this object was created.",
+            ),
             col("Version", "", "Kubelet Version reported by the node."),
         ]
     } else {
         vec![
             col("Name", "name", "Name must be unique within a namespace."),
-            col("Age", "", "CreationTimestamp is a timestamp representing the server time when this object was created."),
+            col(
+                "Age",
+                "",
+                "CreationTimestamp is a timestamp representing the server time when this object was created.",
+            ),
         ]
     };
     let rows: Vec<Value> = items
@@ -415,7 +430,9 @@ fn table(rtype: &ResourceType, items: &[Value], resource_version: Option<&Value>
                     node_status_column(o),
                     node_roles(o),
                     age(created, now),
-                    o.pointer("/status/nodeInfo/kubeletVersion").cloned().unwrap_or(json!("")),
+                    o.pointer("/status/nodeInfo/kubeletVersion")
+                        .cloned()
+                        .unwrap_or(json!("")),
                 ])
             } else {
                 json!([name, age(created, now)])
@@ -480,7 +497,10 @@ impl ApiServer {
                 ("etcd", etcd.clone()),
                 ("etcd-readiness", etcd),
                 ("informer-sync", Ok(())),
-                ("poststarthook/start-apiserver-admission-initializer", Ok(())),
+                (
+                    "poststarthook/start-apiserver-admission-initializer",
+                    Ok(()),
+                ),
                 ("poststarthook/bootstrap-controller", Ok(())),
                 ("shutdown", Ok(())),
             ],
@@ -496,7 +516,11 @@ impl ApiServer {
         })
     }
 
-    fn authenticate(&self, peer: &TlsPeer, req: &Request<Incoming>) -> Result<Option<User>, ApiStatus> {
+    fn authenticate(
+        &self,
+        peer: &TlsPeer,
+        req: &Request<Incoming>,
+    ) -> Result<Option<User>, ApiStatus> {
         if let Some(auth) = req.headers().get(http::header::AUTHORIZATION) {
             let token = auth
                 .to_str()
@@ -546,7 +570,11 @@ impl ApiServer {
         resp
     }
 
-    async fn dispatch(&self, peer: &TlsPeer, req: Request<Incoming>) -> Result<Response<HttpBody>, ApiStatus> {
+    async fn dispatch(
+        &self,
+        peer: &TlsPeer,
+        req: Request<Incoming>,
+    ) -> Result<Response<HttpBody>, ApiStatus> {
         let user = self.authenticate(peer, &req)?;
         let route = route(req.uri().path());
         let query = query_params(req.uri());
@@ -678,7 +706,10 @@ impl ApiServer {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string();
-        let as_table = accept.split(',').next().is_some_and(|a| a.contains("as=Table"));
+        let as_table = accept
+            .split(',')
+            .next()
+            .is_some_and(|a| a.contains("as=Table"));
         let include = query
             .get("includeObject")
             .cloned()
@@ -695,9 +726,7 @@ impl ApiServer {
             (Method::GET, None) if watching => {
                 let options = WatchOptions {
                     list: list_options(query)?,
-                    resource_version: query
-                        .get("resourceVersion")
-                        .and_then(|v| v.parse().ok()),
+                    resource_version: query.get("resourceVersion").and_then(|v| v.parse().ok()),
                     timeout: query
                         .get("timeoutSeconds")
                         .and_then(|v| v.parse().ok())
@@ -710,10 +739,19 @@ impl ApiServer {
             (Method::GET, None) => {
                 let list = registry::list(store, &rtype, namespace, &list_options(query)?).await?;
                 if as_table {
-                    let items = list.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+                    let items = list
+                        .get("items")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
                     return Ok(json_response(
                         200,
-                        &table(&rtype, &items, list.pointer("/metadata/resourceVersion"), &include),
+                        &table(
+                            &rtype,
+                            &items,
+                            list.pointer("/metadata/resourceVersion"),
+                            &include,
+                        ),
                     ));
                 }
                 Ok(json_response(200, &list))
@@ -722,7 +760,10 @@ impl ApiServer {
                 let o = registry::get(store, target(n)).await?;
                 if as_table {
                     let rv = o.pointer("/metadata/resourceVersion").cloned();
-                    return Ok(json_response(200, &table(&rtype, &[o], rv.as_ref(), &include)));
+                    return Ok(json_response(
+                        200,
+                        &table(&rtype, &[o], rv.as_ref(), &include),
+                    ));
                 }
                 Ok(json_response(200, &o))
             }
@@ -749,7 +790,12 @@ impl ApiServer {
                     .to_string();
                 let force = matches!(query.get("force").map(String::as_str), Some("true" | "1"));
                 let bytes = read_body(req).await?;
-                let patch = parse_patch(&content_type, &bytes, query.contains_key("fieldManager"), force)?;
+                let patch = parse_patch(
+                    &content_type,
+                    &bytes,
+                    query.contains_key("fieldManager"),
+                    force,
+                )?;
                 let o = registry::patch(store, target(n), &patch, &writer).await?;
                 Ok(json_response(200, &o))
             }
@@ -815,9 +861,9 @@ fn parse_object(bytes: &[u8]) -> Result<Value, ApiStatus> {
     }
     let text = std::str::from_utf8(bytes)
         .map_err(|_| ApiStatus::bad_request("the request body is not UTF-8"))?;
-    kforge_yaml::parse(text)
-        .map(|n| n.to_value())
-        .map_err(|e| ApiStatus::bad_request(format!("the request body is neither JSON nor YAML: {e}")))
+    kforge_yaml::parse(text).map(|n| n.to_value()).map_err(|e| {
+        ApiStatus::bad_request(format!("the request body is neither JSON nor YAML: {e}"))
+    })
 }
 
 async fn read_object(req: Request<Incoming>) -> Result<Value, ApiStatus> {
@@ -825,7 +871,12 @@ async fn read_object(req: Request<Incoming>) -> Result<Value, ApiStatus> {
     parse_object(&bytes)
 }
 
-fn parse_patch(content_type: &str, bytes: &[u8], has_manager: bool, force: bool) -> Result<Patch, ApiStatus> {
+fn parse_patch(
+    content_type: &str,
+    bytes: &[u8],
+    has_manager: bool,
+    force: bool,
+) -> Result<Patch, ApiStatus> {
     match content_type {
         "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
             if !has_manager {
@@ -835,7 +886,9 @@ fn parse_patch(content_type: &str, bytes: &[u8], has_manager: bool, force: bool)
             }
             let config = parse_object(bytes)?;
             if !config.is_object() {
-                return Err(ApiStatus::bad_request("the applied configuration is not an object"));
+                return Err(ApiStatus::bad_request(
+                    "the applied configuration is not an object",
+                ));
             }
             Ok(Patch::Apply { config, force })
         }
@@ -848,7 +901,9 @@ fn parse_patch(content_type: &str, bytes: &[u8], has_manager: bool, force: bool)
         other => Err(ApiStatus::new(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got `{other}`)"),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got `{other}`)"
+            ),
         )),
     }
 }
@@ -878,7 +933,13 @@ fn watch_response(mut events: tokio::sync::mpsc::Receiver<Value>) -> Response<Ht
 mod tests {
     use super::*;
 
-    fn rp(group: &str, ns: Option<&str>, plural: &str, name: Option<&str>, sub: Option<&str>) -> Route {
+    fn rp(
+        group: &str,
+        ns: Option<&str>,
+        plural: &str,
+        name: Option<&str>,
+        sub: Option<&str>,
+    ) -> Route {
         Route::Resource(ResourcePath {
             group: group.into(),
             version: "v1".into(),
@@ -894,14 +955,29 @@ mod tests {
         assert_eq!(route("/version"), Route::Version);
         assert_eq!(route("/readyz"), Route::Health("readyz"));
         assert_eq!(route("/api"), Route::ApiVersions);
-        assert_eq!(route("/api/v1"), Route::ResourceList("".into(), "v1".into()));
+        assert_eq!(
+            route("/api/v1"),
+            Route::ResourceList("".into(), "v1".into())
+        );
         assert_eq!(route("/apis"), Route::GroupList);
         assert_eq!(route("/apis/apps"), Route::Group("apps".into()));
         assert_eq!(route("/api/v1/nodes"), rp("", None, "nodes", None, None));
-        assert_eq!(route("/api/v1/nodes/w-1/status"), rp("", None, "nodes", Some("w-1"), Some("status")));
-        assert_eq!(route("/api/v1/namespaces"), rp("", None, "namespaces", None, None));
-        assert_eq!(route("/api/v1/namespaces/default"), rp("", None, "namespaces", Some("default"), None));
-        assert_eq!(route("/api/v1/namespaces/default/status"), rp("", None, "namespaces", Some("default"), Some("status")));
+        assert_eq!(
+            route("/api/v1/nodes/w-1/status"),
+            rp("", None, "nodes", Some("w-1"), Some("status"))
+        );
+        assert_eq!(
+            route("/api/v1/namespaces"),
+            rp("", None, "namespaces", None, None)
+        );
+        assert_eq!(
+            route("/api/v1/namespaces/default"),
+            rp("", None, "namespaces", Some("default"), None)
+        );
+        assert_eq!(
+            route("/api/v1/namespaces/default/status"),
+            rp("", None, "namespaces", Some("default"), Some("status"))
+        );
         assert_eq!(
             route("/api/v1/namespaces/default/configmaps/x"),
             rp("", Some("default"), "configmaps", Some("x"), None)
@@ -912,7 +988,13 @@ mod tests {
         );
         assert_eq!(
             route("/apis/scheduling.k8s.io/v1/priorityclasses/solana-critical"),
-            rp("scheduling.k8s.io", None, "priorityclasses", Some("solana-critical"), None)
+            rp(
+                "scheduling.k8s.io",
+                None,
+                "priorityclasses",
+                Some("solana-critical"),
+                None
+            )
         );
         assert_eq!(route("/apis/x/v1/a/b/c/d"), Route::Unknown);
         assert_eq!(route("/metrics"), Route::Unknown);
@@ -931,7 +1013,10 @@ mod tests {
 
     #[test]
     fn authorization_policy() {
-        let admin = User { name: "admin".into(), groups: vec!["system:masters".into()] };
+        let admin = User {
+            name: "admin".into(),
+            groups: vec!["system:masters".into()],
+        };
         let node = User {
             name: "system:node:w-1".into(),
             groups: vec!["system:nodes".into(), "system:authenticated".into()],
@@ -957,9 +1042,19 @@ mod tests {
             e.message,
             "nodes \"w-2\" is forbidden: User \"system:node:w-1\" cannot patch resource \"nodes\" in API group \"\" at the cluster scope"
         );
-        assert!(authorize(&boot, "create", &path("certificates.k8s.io", "certificatesigningrequests", None)).is_ok());
+        assert!(
+            authorize(
+                &boot,
+                "create",
+                &path("certificates.k8s.io", "certificatesigningrequests", None)
+            )
+            .is_ok()
+        );
         assert!(authorize(&boot, "list", &path("", "nodes", None)).is_err());
-        let nobody = User { name: "x".into(), groups: vec!["system:authenticated".into()] };
+        let nobody = User {
+            name: "x".into(),
+            groups: vec!["system:authenticated".into()],
+        };
         assert!(authorize(&nobody, "get", &path("", "nodes", Some("a"))).is_err());
     }
 
@@ -987,7 +1082,10 @@ mod tests {
             checks: vec![("ping", Ok(())), ("etcd", Err("down".into()))],
         };
         assert!(!r.ok());
-        assert_eq!(r.render("readyz"), "[+]ping ok\n[-]etcd failed: reason withheld\nreadyz check failed\n");
+        assert_eq!(
+            r.render("readyz"),
+            "[+]ping ok\n[-]etcd failed: reason withheld\nreadyz check failed\n"
+        );
         assert_eq!(r.failures(), "etcd: down");
     }
 }

@@ -120,7 +120,10 @@ pub fn server_tls(serving: &CertKey, k8s_ca_pem: &str) -> Result<Arc<ServerConfi
 }
 
 /// Client TLS towards an API server verified with the Kubernetes CA, presenting `client`.
-pub fn client_tls(k8s_ca_pem: &str, client: Option<&CertKey>) -> Result<Arc<ClientConfig>, SimError> {
+pub fn client_tls(
+    k8s_ca_pem: &str,
+    client: Option<&CertKey>,
+) -> Result<Arc<ClientConfig>, SimError> {
     let base = pki::client_config("connect to the Kubernetes API", k8s_ca_pem, client)?;
     let mut config = (*base).clone();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -262,9 +265,14 @@ mod tests {
         let der = pem::parse(&crt).unwrap().into_contents();
         assert_eq!(
             certificate_subject(&der).unwrap(),
-            ("system:node:w-1".to_string(), vec!["system:nodes".to_string()])
+            (
+                "system:node:w-1".to_string(),
+                vec!["system:nodes".to_string()]
+            )
         );
-        let ca_der = pem::parse(b.k8s_ca_crt_pem().unwrap()).unwrap().into_contents();
+        let ca_der = pem::parse(b.k8s_ca_crt_pem().unwrap())
+            .unwrap()
+            .into_contents();
         let (_, ca) = X509Certificate::from_der(&ca_der).unwrap();
         let (_, leaf) = X509Certificate::from_der(&der).unwrap();
         assert!(leaf.verify_signature(Some(ca.public_key())).is_ok());

@@ -31,7 +31,10 @@ pub enum KubeClientError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("the API server at {server} did not answer within {timeout:?}")]
-    Timeout { server: SocketAddr, timeout: Duration },
+    Timeout {
+        server: SocketAddr,
+        timeout: Duration,
+    },
     #[error("{method} {path} at {server} answered {status}: {message}")]
     Status {
         method: Method,
@@ -63,12 +66,18 @@ pub struct KubeClient {
     preferred: Arc<AtomicUsize>,
 }
 
-fn transport(server: SocketAddr) -> impl FnOnce(Box<dyn std::error::Error + Send + Sync>) -> KubeClientError {
+fn transport(
+    server: SocketAddr,
+) -> impl FnOnce(Box<dyn std::error::Error + Send + Sync>) -> KubeClientError {
     move |source| KubeClientError::Transport { server, source }
 }
 
 impl KubeClient {
-    pub fn new(servers: Vec<SocketAddr>, tls: Arc<ClientConfig>, bearer: Option<SecretString>) -> Self {
+    pub fn new(
+        servers: Vec<SocketAddr>,
+        tls: Arc<ClientConfig>,
+        bearer: Option<SecretString>,
+    ) -> Self {
         KubeClient {
             servers,
             tls,
@@ -200,11 +209,23 @@ impl KubeClient {
     }
 }
 
-fn status_error(method: &Method, path: &str, server: SocketAddr, status: u16, body: &[u8]) -> KubeClientError {
+fn status_error(
+    method: &Method,
+    path: &str,
+    server: SocketAddr,
+    status: u16,
+    body: &[u8],
+) -> KubeClientError {
     let message = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
-        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().chars().take(300).collect());
+        .unwrap_or_else(|| {
+            String::from_utf8_lossy(body)
+                .trim()
+                .chars()
+                .take(300)
+                .collect()
+        });
     KubeClientError::Status {
         method: method.clone(),
         path: path.to_string(),

@@ -69,9 +69,13 @@ pub fn is_ready(node: &Value) -> bool {
 pub enum NodeVerdict {
     Fine,
     /// Mark every condition Unknown (and taint).
-    Unknown { conditions: Vec<Value> },
+    Unknown {
+        conditions: Vec<Value>,
+    },
     /// Ready again: drop the unreachable taints.
-    Reachable { taints: Vec<Value> },
+    Reachable {
+        taints: Vec<Value>,
+    },
 }
 
 /// Looks at one Node.
@@ -92,7 +96,10 @@ pub fn judge_node(node: &Value, grace: Duration, now: SystemTime) -> NodeVerdict
     else {
         return NodeVerdict::Fine;
     };
-    let status = ready.get("status").and_then(Value::as_str).unwrap_or_default();
+    let status = ready
+        .get("status")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let stale = ready
         .get("lastHeartbeatTime")
         .and_then(Value::as_str)
@@ -179,7 +186,10 @@ pub async fn node_lifecycle_pass(store: &Store, grace: Duration) -> Result<(), A
 fn has_condition(csr: &Value, kind: &str) -> bool {
     csr.pointer("/status/conditions")
         .and_then(Value::as_array)
-        .is_some_and(|cs| cs.iter().any(|c| c.get("type").and_then(Value::as_str) == Some(kind)))
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.get("type").and_then(Value::as_str) == Some(kind))
+        })
 }
 
 fn condition(kind: &str, reason: &str, message: &str, now: &str) -> Value {
@@ -272,31 +282,46 @@ mod tests {
         let at = |ago: u64| meta::timestamp(now - Duration::from_secs(ago));
         let node = |status: &str, ago: u64, taints: Value| {
             json!({"metadata": {"name": "w"}, "spec": {"taints": taints},
-                "status": {"conditions": [
-                    {"type": "MemoryPressure", "status": "False", "lastHeartbeatTime": at(ago)},
-                    {"type": "Ready", "status": status, "lastHeartbeatTime": at(ago)}
-                ]}})
+            "status": {"conditions": [
+                {"type": "MemoryPressure", "status": "False", "lastHeartbeatTime": at(ago)},
+                {"type": "Ready", "status": status, "lastHeartbeatTime": at(ago)}
+            ]}})
         };
         let grace = Duration::from_secs(5);
-        assert_eq!(judge_node(&node("True", 1, json!([])), grace, now), NodeVerdict::Fine);
+        assert_eq!(
+            judge_node(&node("True", 1, json!([])), grace, now),
+            NodeVerdict::Fine
+        );
         match judge_node(&node("True", 30, json!([])), grace, now) {
             NodeVerdict::Unknown { conditions } => {
                 assert!(conditions.iter().all(|c| c["status"] == "Unknown"));
-                assert_eq!(conditions[1]["message"], "Kubelet stopped posting node status.");
+                assert_eq!(
+                    conditions[1]["message"],
+                    "Kubelet stopped posting node status."
+                );
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(judge_node(&node("Unknown", 30, json!([])), grace, now), NodeVerdict::Fine);
+        assert_eq!(
+            judge_node(&node("Unknown", 30, json!([])), grace, now),
+            NodeVerdict::Fine
+        );
         let tainted = json!([{"key": UNREACHABLE_TAINT, "effect": "NoSchedule"}, {"key": "x", "effect": "NoSchedule"}]);
         assert_eq!(
             judge_node(&node("True", 1, tainted), grace, now),
-            NodeVerdict::Reachable { taints: vec![json!({"key": "x", "effect": "NoSchedule"})] }
+            NodeVerdict::Reachable {
+                taints: vec![json!({"key": "x", "effect": "NoSchedule"})]
+            }
         );
     }
 
     #[test]
     fn kubelet_requests_are_approved_and_signed() {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/talsecret.yaml")).unwrap();
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/talsecret.yaml"
+        ))
+        .unwrap();
         let bundle = SecretsBundle::from_yaml(&text).unwrap_or_else(|_| panic!("bundle"));
         let (csr_pem, _) = certs::kubelet_csr("w-1").unwrap();
         let csr = |groups: Value, user: &str| {
@@ -306,11 +331,27 @@ mod tests {
                 "groups": groups, "username": user,
             }})
         };
-        let status = decide_csr(&csr(json!(["system:bootstrappers"]), "system:bootstrap:abc"), &bundle, SystemTime::now()).unwrap();
+        let status = decide_csr(
+            &csr(json!(["system:bootstrappers"]), "system:bootstrap:abc"),
+            &bundle,
+            SystemTime::now(),
+        )
+        .unwrap();
         assert_eq!(status["conditions"][0]["type"], "Approved");
-        assert!(status["certificate"].as_str().is_some_and(|c| !c.is_empty()));
+        assert!(
+            status["certificate"]
+                .as_str()
+                .is_some_and(|c| !c.is_empty())
+        );
         // Someone else asking for w-1's certificate is left pending.
-        assert!(decide_csr(&csr(json!(["system:authenticated"]), "mallory"), &bundle, SystemTime::now()).is_none());
+        assert!(
+            decide_csr(
+                &csr(json!(["system:authenticated"]), "mallory"),
+                &bundle,
+                SystemTime::now()
+            )
+            .is_none()
+        );
         let mut done = csr(json!(["system:bootstrappers"]), "x");
         done["status"] = json!({"certificate": "abc"});
         assert!(decide_csr(&done, &bundle, SystemTime::now()).is_none());

@@ -80,7 +80,12 @@ pub fn format_bytes(bytes: u128) -> String {
     if bytes == 0 {
         return "0".into();
     }
-    for (unit, size) in [("Ti", 1u128 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
+    for (unit, size) in [
+        ("Ti", 1u128 << 40),
+        ("Gi", 1 << 30),
+        ("Mi", 1 << 20),
+        ("Ki", 1 << 10),
+    ] {
         if bytes.is_multiple_of(size) {
             return format!("{}{unit}", bytes / size);
         }
@@ -108,10 +113,7 @@ fn cpuset_len(set: &str) -> Option<u32> {
 
 /// The capacity key of a huge page size in KiB.
 fn hugepages_resource(size_kib: u64) -> String {
-    format!(
-        "hugepages-{}",
-        format_bytes(u128::from(size_kib) * 1024)
-    )
+    format!("hugepages-{}", format_bytes(u128::from(size_kib) * 1024))
 }
 
 impl KubeletSpec {
@@ -145,7 +147,9 @@ impl KubeletSpec {
     pub fn taints(&self) -> Vec<Value> {
         let mut out = Vec::new();
         if self.control_plane && !self.allow_scheduling_on_control_planes {
-            out.push(json!({"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}));
+            out.push(
+                json!({"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}),
+            );
         }
         for (key, spec) in &self.node_taints {
             let (value, effect) = match spec.rsplit_once(':') {
@@ -236,7 +240,10 @@ impl KubeletSpec {
         let id = {
             use sha2::Digest;
             let d = sha2::Sha256::digest(self.node_name.as_bytes());
-            d.iter().take(16).map(|b| format!("{b:02x}")).collect::<String>()
+            d.iter()
+                .take(16)
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
         };
         json!({
             "capacity": capacity,
@@ -320,7 +327,11 @@ pub struct KubeletHooks {
 /// controller manager to sign it.
 async fn bootstrap(spec: &KubeletSpec, conn: &KubeletConnection) -> Result<CertKey, String> {
     let tls = certs::client_tls(&conn.k8s_ca_pem, None).map_err(|e| e.to_string())?;
-    let client = KubeClient::new(conn.servers.clone(), tls, Some(conn.bootstrap_token.clone()));
+    let client = KubeClient::new(
+        conn.servers.clone(),
+        tls,
+        Some(conn.bootstrap_token.clone()),
+    );
     let (csr_pem, key_pem) = certs::kubelet_csr(&spec.node_name).map_err(|e| e.to_string())?;
     let name = format!("node-csr-{}", meta::random_suffix(10));
     let body = json!({
@@ -361,7 +372,12 @@ async fn bootstrap(spec: &KubeletSpec, conn: &KubeletConnection) -> Result<CertK
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .find(|c| matches!(c.get("type").and_then(Value::as_str), Some("Denied" | "Failed")));
+            .find(|c| {
+                matches!(
+                    c.get("type").and_then(Value::as_str),
+                    Some("Denied" | "Failed")
+                )
+            });
         if let Some(c) = refused {
             return Err(format!(
                 "certificate request {name} was refused: {}",
@@ -369,7 +385,9 @@ async fn bootstrap(spec: &KubeletSpec, conn: &KubeletConnection) -> Result<CertK
             ));
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(format!("certificate request {name} was not signed within {CSR_WAIT:?}"));
+            return Err(format!(
+                "certificate request {name} was not signed within {CSR_WAIT:?}"
+            ));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -381,7 +399,12 @@ fn error_text(e: &KubeClientError) -> String {
 
 /// Runs a kubelet until the task is aborted: bootstraps, registers, heartbeats every
 /// `heartbeat` while `hooks.running()`.
-pub async fn run(spec: KubeletSpec, conn: KubeletConnection, heartbeat: Duration, hooks: KubeletHooks) {
+pub async fn run(
+    spec: KubeletSpec,
+    conn: KubeletConnection,
+    heartbeat: Duration,
+    hooks: KubeletHooks,
+) {
     let mut client: Option<KubeClient> = None;
     let mut registered = false;
     let mut ready_since: Option<String> = None;
@@ -400,7 +423,8 @@ pub async fn run(spec: KubeletSpec, conn: KubeletConnection, heartbeat: Duration
         let result = async {
             if client.is_none() {
                 let identity = bootstrap(&spec, &conn).await?;
-                let tls = certs::client_tls(&conn.k8s_ca_pem, Some(&identity)).map_err(|e| e.to_string())?;
+                let tls = certs::client_tls(&conn.k8s_ca_pem, Some(&identity))
+                    .map_err(|e| e.to_string())?;
                 client = Some(KubeClient::new(conn.servers.clone(), tls, None));
                 (hooks.log)("kubelet: client certificate signed (TLS bootstrap)");
             }
@@ -507,8 +531,15 @@ mod tests {
         let w = spec(false);
         let reg = w.registration();
         assert_eq!(reg["metadata"]["labels"]["kubernetes.io/hostname"], "w-1");
-        assert_eq!(reg["metadata"]["labels"]["kforge.dev/profile"], "solana-validator");
-        assert!(reg["metadata"]["labels"].get("node-role.kubernetes.io/control-plane").is_none());
+        assert_eq!(
+            reg["metadata"]["labels"]["kforge.dev/profile"],
+            "solana-validator"
+        );
+        assert!(
+            reg["metadata"]["labels"]
+                .get("node-role.kubernetes.io/control-plane")
+                .is_none()
+        );
         assert_eq!(
             reg["spec"]["taints"],
             json!([
@@ -539,7 +570,9 @@ mod tests {
         let v = kforge_yaml::parse(&text).unwrap().to_value();
         assert_eq!(v["kind"], "KubeletConfiguration");
         assert_eq!(v["cpuManagerPolicy"], "static");
-        let plain = kforge_yaml::parse(&kubelet_configuration(&json!({}))).unwrap().to_value();
+        let plain = kforge_yaml::parse(&kubelet_configuration(&json!({})))
+            .unwrap()
+            .to_value();
         assert!(plain.get("cpuManagerPolicy").is_none());
     }
 }

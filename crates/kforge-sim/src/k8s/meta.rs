@@ -75,13 +75,20 @@ impl ApiStatus {
 
     /// `nodes "x" not found`.
     pub fn not_found(qualified_plural: &str, name: &str) -> Self {
-        let kind = qualified_plural.split('.').next().unwrap_or(qualified_plural);
+        let kind = qualified_plural
+            .split('.')
+            .next()
+            .unwrap_or(qualified_plural);
         let group = qualified_plural
             .split_once('.')
             .map(|(_, g)| g)
             .unwrap_or("");
-        ApiStatus::new(404, "NotFound", format!("{qualified_plural} \"{name}\" not found"))
-            .with_details(json!({"name": name, "group": group, "kind": kind}))
+        ApiStatus::new(
+            404,
+            "NotFound",
+            format!("{qualified_plural} \"{name}\" not found"),
+        )
+        .with_details(json!({"name": name, "group": group, "kind": kind}))
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -208,12 +215,14 @@ impl LabelSelector {
             } else if let Some((k, v)) = part.split_once(" notin ") {
                 Requirement::NotIn(
                     k.trim().into(),
-                    set_values(v).ok_or_else(|| format!("unable to parse requirement: `{part}`"))?,
+                    set_values(v)
+                        .ok_or_else(|| format!("unable to parse requirement: `{part}`"))?,
                 )
             } else if let Some((k, v)) = part.split_once(" in ") {
                 Requirement::In(
                     k.trim().into(),
-                    set_values(v).ok_or_else(|| format!("unable to parse requirement: `{part}`"))?,
+                    set_values(v)
+                        .ok_or_else(|| format!("unable to parse requirement: `{part}`"))?,
                 )
             } else if part
                 .chars()
@@ -260,7 +269,9 @@ impl FieldSelector {
             } else if let Some((k, v)) = part.split_once('=') {
                 (k, true, v)
             } else {
-                return Err(format!("invalid selector: '{part}'; can't understand '{part}'"));
+                return Err(format!(
+                    "invalid selector: '{part}'; can't understand '{part}'"
+                ));
             };
             let field = field.trim();
             if !matches!(field, "metadata.name" | "metadata.namespace") {

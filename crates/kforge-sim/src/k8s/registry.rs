@@ -18,7 +18,8 @@ use crate::k8s::store::{self, Store, StoreError, Stored};
 use crate::proto::etcdserverpb::event::EventType;
 
 /// Namespaces every cluster has.
-pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-node-lease", "kube-public", "kube-system"];
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-node-lease", "kube-public", "kube-system"];
 
 /// How many times a patch is retried when the object changes underneath it.
 const PATCH_ATTEMPTS: usize = 5;
@@ -86,7 +87,11 @@ pub fn storage_error(e: StoreError) -> ApiStatus {
         StoreError::Etcd(crate::SimError::Etcd { code, message, .. })
             if code == tonic::Code::DeadlineExceeded =>
         {
-            ApiStatus::new(504, "Timeout", format!("context deadline exceeded: {message}"))
+            ApiStatus::new(
+                504,
+                "Timeout",
+                format!("context deadline exceeded: {message}"),
+            )
         }
         StoreError::Etcd(e) => ApiStatus::storage_unavailable(e.to_string()),
         other => ApiStatus::internal(other.to_string()),
@@ -146,7 +151,10 @@ fn decode_continue(token: &str) -> Option<(i64, String)> {
         .decode(token.trim_end_matches('='))
         .ok()?;
     let v: Value = serde_json::from_slice(&bytes).ok()?;
-    Some((v.get("rv")?.as_i64()?, v.get("start")?.as_str()?.to_string()))
+    Some((
+        v.get("rv")?.as_i64()?,
+        v.get("start")?.as_str()?.to_string(),
+    ))
 }
 
 /// A `<Kind>List`.
@@ -163,7 +171,9 @@ pub async fn list(
                 ApiStatus::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
             })?;
             if !start.starts_with(&prefix) {
-                return Err(ApiStatus::bad_request("continue key is not valid: the key is not in this collection"));
+                return Err(ApiStatus::bad_request(
+                    "continue key is not valid: the key is not in this collection",
+                ));
             }
             (rv, Some(start))
         }
@@ -186,7 +196,10 @@ pub async fn list(
     let mut metadata = Map::new();
     metadata.insert("resourceVersion".into(), json!(page.revision.to_string()));
     if let Some(after) = &page.continue_after {
-        metadata.insert("continue".into(), json!(encode_continue(page.revision, after)));
+        metadata.insert(
+            "continue".into(),
+            json!(encode_continue(page.revision, after)),
+        );
         metadata.insert("remainingItemCount".into(), json!(page.remaining));
     }
     Ok(json!({
@@ -297,17 +310,33 @@ fn initialise(object: &mut Value, target: &Target<'_>, writer: &Writer<'_>) {
     // Type-specific defaults the real API server (or its admission) applies.
     match (rtype.group.as_str(), rtype.plural.as_str()) {
         ("", "namespaces") => {
-            apply::set_path(object, &["spec".into(), "finalizers".into()], json!(["kubernetes"]));
+            apply::set_path(
+                object,
+                &["spec".into(), "finalizers".into()],
+                json!(["kubernetes"]),
+            );
             apply::set_path(object, &["status".into(), "phase".into()], json!("Active"));
             apply::set_path(
                 object,
-                &["metadata".into(), "labels".into(), "kubernetes.io/metadata.name".into()],
+                &[
+                    "metadata".into(),
+                    "labels".into(),
+                    "kubernetes.io/metadata.name".into(),
+                ],
                 json!(target.name),
             );
         }
         ("certificates.k8s.io", "certificatesigningrequests") => {
-            apply::set_path(object, &["spec".into(), "username".into()], json!(writer.user));
-            apply::set_path(object, &["spec".into(), "groups".into()], json!(writer.groups));
+            apply::set_path(
+                object,
+                &["spec".into(), "username".into()],
+                json!(writer.user),
+            );
+            apply::set_path(
+                object,
+                &["spec".into(), "groups".into()],
+                json!(writer.groups),
+            );
         }
         _ => {}
     }
@@ -325,7 +354,11 @@ fn carry_over(old: &Value, new: &mut Value, target: &Target<'_>) {
             None => apply::remove_path(&mut merged, &["status".into()]),
         }
         if let Some(mf) = new.pointer("/metadata/managedFields").cloned() {
-            apply::set_path(&mut merged, &["metadata".into(), "managedFields".into()], mf);
+            apply::set_path(
+                &mut merged,
+                &["metadata".into(), "managedFields".into()],
+                mf,
+            );
         }
         *new = merged;
         return;
@@ -343,16 +376,12 @@ fn carry_over(old: &Value, new: &mut Value, target: &Target<'_>) {
             None => apply::remove_path(new, &path),
         }
     }
-    let generation = old
-        .pointer("/metadata/generation")
-        .and_then(Value::as_i64);
+    let generation = old.pointer("/metadata/generation").and_then(Value::as_i64);
     let spec_changed = old.get("spec") != new.get("spec");
     match generation {
-        Some(g) if spec_changed => apply::set_path(
-            new,
-            &["metadata".into(), "generation".into()],
-            json!(g + 1),
-        ),
+        Some(g) if spec_changed => {
+            apply::set_path(new, &["metadata".into(), "generation".into()], json!(g + 1))
+        }
         Some(g) => apply::set_path(new, &["metadata".into(), "generation".into()], json!(g)),
         None if new.get("spec").is_some() => {
             apply::set_path(new, &["metadata".into(), "generation".into()], json!(1))
@@ -374,7 +403,10 @@ pub async fn create(
     mut body: Value,
     writer: &Writer<'_>,
 ) -> Result<Value, ApiStatus> {
-    let name = match (text(&body, "/metadata/name"), text(&body, "/metadata/generateName")) {
+    let name = match (
+        text(&body, "/metadata/name"),
+        text(&body, "/metadata/generateName"),
+    ) {
         (Some(n), _) if !n.is_empty() => n.to_string(),
         (_, Some(g)) if !g.is_empty() => format!("{g}{}", meta::random_suffix(5)),
         _ => {
@@ -530,8 +562,8 @@ pub async fn patch(
                 now: &now,
                 scope: target.scope(),
             };
-            let mut object = apply::apply(None, config, &req)
-                .map_err(|c| apply_conflicts(&c, &api_version))?;
+            let mut object =
+                apply::apply(None, config, &req).map_err(|c| apply_conflicts(&c, &api_version))?;
             initialise(&mut object, &target, writer);
             match store.create(&target.key(), &object).await {
                 Ok(s) => return Ok(s.object),
@@ -559,7 +591,11 @@ pub async fn patch(
             Patch::Json(p) => {
                 let mut o = current.object.clone();
                 json_patch::patch(&mut o, &p.0).map_err(|e| {
-                    ApiStatus::new(422, "Invalid", format!("the JSON patch cannot be applied: {e}"))
+                    ApiStatus::new(
+                        422,
+                        "Invalid",
+                        format!("the JSON patch cannot be applied: {e}"),
+                    )
                 })?;
                 o
             }
@@ -589,7 +625,12 @@ pub async fn patch(
 fn apply_conflicts(conflicts: &[apply::Conflict], api_version: &str) -> ApiStatus {
     let lines: Vec<String> = conflicts
         .iter()
-        .map(|c| format!("conflict with \"{}\" using {api_version}: {}", c.manager, c.field))
+        .map(|c| {
+            format!(
+                "conflict with \"{}\" using {api_version}: {}",
+                c.manager, c.field
+            )
+        })
         .collect();
     let message = if lines.len() == 1 {
         format!("Apply failed with 1 conflict: {}", lines[0])
@@ -789,13 +830,25 @@ mod tests {
             name: "w-1",
             status: false,
         };
-        assert!(check_identity(&json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "w-1"}}), &target).is_ok());
+        assert!(
+            check_identity(
+                &json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "w-1"}}),
+                &target
+            )
+            .is_ok()
+        );
         let e = check_identity(&json!({"apiVersion": "v2", "kind": "Node"}), &target).unwrap_err();
         assert_eq!(e.code, 400);
-        assert!(e.message.contains("does not match the expected API version (v1)"));
+        assert!(
+            e.message
+                .contains("does not match the expected API version (v1)")
+        );
         let e = check_identity(&json!({"metadata": {"name": "other"}}), &target).unwrap_err();
         assert!(e.message.contains("does not match the name on the URL"));
-        let bad = Target { name: "Bad_Name", ..target };
+        let bad = Target {
+            name: "Bad_Name",
+            ..target
+        };
         assert_eq!(check_identity(&json!({}), &bad).unwrap_err().code, 422);
     }
 
@@ -813,14 +866,23 @@ mod tests {
             "spec": {"a": 1}, "status": {"phase": "x"}});
         let mut new = json!({"metadata": {"name": "n", "uid": "forged"}, "spec": {"a": 2}, "status": {"phase": "y"}});
         carry_over(&old, &mut new, &target);
-        assert_eq!(new["status"]["phase"], "x", "status is kept on the main resource");
+        assert_eq!(
+            new["status"]["phase"], "x",
+            "status is kept on the main resource"
+        );
         assert_eq!(new["metadata"]["uid"], "u");
         assert_eq!(new["metadata"]["generation"], 2);
-        let status_target = Target { status: true, ..target };
+        let status_target = Target {
+            status: true,
+            ..target
+        };
         let mut new = json!({"spec": {"a": 9}, "status": {"phase": "y"}});
         carry_over(&old, &mut new, &status_target);
         assert_eq!(new["status"]["phase"], "y");
-        assert_eq!(new["spec"]["a"], 1, "the status subresource changes only status");
+        assert_eq!(
+            new["spec"]["a"], 1,
+            "the status subresource changes only status"
+        );
     }
 
     #[test]
@@ -829,7 +891,8 @@ mod tests {
         let rtype = node_type();
         let kv = |labels: Value, version: i64| KeyValue {
             key: b"/registry/core/nodes/n".to_vec(),
-            value: serde_json::to_vec(&json!({"metadata": {"name": "n", "labels": labels}})).unwrap(),
+            value: serde_json::to_vec(&json!({"metadata": {"name": "n", "labels": labels}}))
+                .unwrap(),
             mod_revision: 7,
             version,
             ..Default::default()
@@ -847,14 +910,33 @@ mod tests {
         assert_eq!(e["type"], "ADDED");
         assert_eq!(e["object"]["metadata"]["resourceVersion"], "7");
         assert_eq!(e["object"]["kind"], "Node");
-        let e = translate(&put(kv(json!({"role": "w"}), 2), Some(kv(json!({"role": "w"}), 1))), &rtype, &opts).unwrap();
+        let e = translate(
+            &put(
+                kv(json!({"role": "w"}), 2),
+                Some(kv(json!({"role": "w"}), 1)),
+            ),
+            &rtype,
+            &opts,
+        )
+        .unwrap();
         assert_eq!(e["type"], "MODIFIED");
-        let e = translate(&put(kv(json!({"role": "cp"}), 3), Some(kv(json!({"role": "w"}), 2))), &rtype, &opts).unwrap();
+        let e = translate(
+            &put(
+                kv(json!({"role": "cp"}), 3),
+                Some(kv(json!({"role": "w"}), 2)),
+            ),
+            &rtype,
+            &opts,
+        )
+        .unwrap();
         assert_eq!(e["type"], "DELETED");
         assert!(translate(&put(kv(json!({"role": "cp"}), 1), None), &rtype, &opts).is_none());
         let del = Event {
             r#type: EventType::Delete as i32,
-            kv: Some(KeyValue { mod_revision: 9, ..Default::default() }),
+            kv: Some(KeyValue {
+                mod_revision: 9,
+                ..Default::default()
+            }),
             prev_kv: Some(kv(json!({"role": "w"}), 3)),
         };
         let e = translate(&del, &rtype, &opts).unwrap();

@@ -148,11 +148,7 @@ impl Store {
         let end = prefix_end(prefix.as_bytes());
         let resp = self.etcd.range(&start, &end, revision, limit).await?;
         let revision = resp.header.as_ref().map(|h| h.revision).unwrap_or(revision);
-        let items = resp
-            .kvs
-            .iter()
-            .map(decode)
-            .collect::<Result<Vec<_>, _>>()?;
+        let items = resp.kvs.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
         let continue_after = if resp.more {
             resp.kvs
                 .last()
@@ -262,7 +258,11 @@ impl Store {
     pub async fn watch(&self, prefix: &str, start_revision: i64) -> Result<EtcdWatch, StoreError> {
         Ok(self
             .etcd
-            .watch(prefix.as_bytes(), &prefix_end(prefix.as_bytes()), start_revision)
+            .watch(
+                prefix.as_bytes(),
+                &prefix_end(prefix.as_bytes()),
+                start_revision,
+            )
             .await?)
     }
 }
@@ -295,7 +295,10 @@ mod tests {
             mod_revision: 9,
             ..Default::default()
         };
-        assert_eq!(decode(&kv).unwrap().object["metadata"]["resourceVersion"], "9");
+        assert_eq!(
+            decode(&kv).unwrap().object["metadata"]["resourceVersion"],
+            "9"
+        );
         let bad = KeyValue {
             value: b"[1]".to_vec(),
             ..Default::default()

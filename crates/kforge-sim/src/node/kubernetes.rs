@@ -240,7 +240,11 @@ impl Node {
                 for id in ["kube-controller-manager", "kube-scheduler"] {
                     if matches!(
                         st.services.state(id),
-                        Some(ServiceState::Initialized | ServiceState::Preparing | ServiceState::Waiting)
+                        Some(
+                            ServiceState::Initialized
+                                | ServiceState::Preparing
+                                | ServiceState::Waiting
+                        )
                     ) {
                         st.services.set(
                             id,
@@ -328,7 +332,10 @@ impl Node {
         let (server, applied, controllers) = {
             let st = self.st();
             (
-                st.kube.server.clone().filter(|_| st.kube.listener.is_some()),
+                st.kube
+                    .server
+                    .clone()
+                    .filter(|_| st.kube.listener.is_some()),
                 st.applied.clone(),
                 st.services.state("kube-controller-manager") == Some(ServiceState::Running)
                     && st.etcd.is_some()
@@ -362,12 +369,18 @@ impl Node {
         if let Err(e) =
             controllers::node_lifecycle_pass(&store, self.inner.settings.node_monitor_grace).await
         {
-            self.log(&format!("kube-controller-manager: node lifecycle: {}", e.message));
+            self.log(&format!(
+                "kube-controller-manager: node lifecycle: {}",
+                e.message
+            ));
         }
         if let Some(bundle) = &applied.config.bundle
             && let Err(e) = controllers::csr_pass(&store, bundle).await
         {
-            self.log(&format!("kube-controller-manager: certificates: {}", e.message));
+            self.log(&format!(
+                "kube-controller-manager: certificates: {}",
+                e.message
+            ));
         }
     }
 }
