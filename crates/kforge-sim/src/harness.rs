@@ -105,13 +105,6 @@ pub enum HarnessError {
         message: String,
     },
 
-    #[error("{operation} failed")]
-    Kube {
-        operation: &'static str,
-        #[source]
-        source: crate::k8s::client::KubeClientError,
-    },
-
     #[error("Kubernetes did not {what} within {timeout:?}; last seen: {last}")]
     KubeTimeout {
         what: String,

@@ -520,7 +520,7 @@ async fn api_server_kubelets_and_vip() {
     .await;
     assert_eq!(
         fib_holders(&talos, &cp_refs, &vip_text).await,
-        [new_owner.clone()]
+        std::slice::from_ref(&new_owner)
     );
 
     // ---- ServiceStop kube-apiserver closes its port; ServiceStart opens it again.

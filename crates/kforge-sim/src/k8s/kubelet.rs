@@ -409,12 +409,13 @@ pub async fn run(
     let mut registered = false;
     let mut ready_since: Option<String> = None;
     let mut last_error = String::new();
-    let mut first = true;
+    // Until a status post succeeds, retry sooner than the heartbeat (as the kubelet's
+    // registration backoff does).
+    let retry = heartbeat.min(Duration::from_secs(1));
+    let mut pause = Duration::ZERO;
     loop {
-        if !first {
-            tokio::time::sleep(heartbeat).await;
-        }
-        first = false;
+        tokio::time::sleep(pause).await;
+        pause = retry;
         if !(hooks.running)() {
             // A stopped kubelet posts nothing; its next start is a new Ready transition.
             ready_since = None;
@@ -467,7 +468,10 @@ pub async fn run(
         }
         .await;
         match result {
-            Ok(()) => last_error.clear(),
+            Ok(()) => {
+                last_error.clear();
+                pause = heartbeat;
+            }
             Err(e) => {
                 if e != last_error {
                     (hooks.log)(&format!("kubelet: {e}"));

@@ -84,15 +84,15 @@ fn details(rtype: &ResourceType, name: &str) -> Value {
 /// A storage failure as the API server reports it.
 pub fn storage_error(e: StoreError) -> ApiStatus {
     match e {
-        StoreError::Etcd(crate::SimError::Etcd { code, message, .. })
-            if code == tonic::Code::DeadlineExceeded =>
-        {
-            ApiStatus::new(
-                504,
-                "Timeout",
-                format!("context deadline exceeded: {message}"),
-            )
-        }
+        StoreError::Etcd(crate::SimError::Etcd {
+            code: tonic::Code::DeadlineExceeded,
+            message,
+            ..
+        }) => ApiStatus::new(
+            504,
+            "Timeout",
+            format!("context deadline exceeded: {message}"),
+        ),
         StoreError::Etcd(e) => ApiStatus::storage_unavailable(e.to_string()),
         other => ApiStatus::internal(other.to_string()),
     }
@@ -714,9 +714,10 @@ pub async fn watch(
     };
     let mut etcd_watch = match store.watch(&prefix, start).await {
         Ok(w) => w,
-        Err(StoreError::Etcd(crate::SimError::Etcd { code, .. }))
-            if code == tonic::Code::FailedPrecondition =>
-        {
+        Err(StoreError::Etcd(crate::SimError::Etcd {
+            code: tonic::Code::FailedPrecondition,
+            ..
+        })) => {
             let gone = ApiStatus::new(
                 410,
                 "Expired",
