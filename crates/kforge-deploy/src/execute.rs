@@ -634,6 +634,19 @@ impl Run<'_> {
                     || async move {
                         match self.apis.nodes.version(node).await {
                             Ok(v) => Check::Done(v),
+                            // Right after an insecure apply the node still serves the
+                            // maintenance API (with its self-signed certificate) until it
+                            // has installed the config and rebooted.
+                            Err(e) if e.kind == ApiErrorKind::UntrustedNode => {
+                                match self.apis.nodes.probe(node).await {
+                                    Ok(NodeMode::Maintenance) => Check::Pending(
+                                        "still in maintenance mode (installing the config and \
+                                         rebooting)"
+                                            .into(),
+                                    ),
+                                    _ => Check::Failed(e),
+                                }
+                            }
                             Err(e) if is_auth(&e) => Check::Failed(e),
                             Err(e) => Check::Pending(e.chain()),
                         }

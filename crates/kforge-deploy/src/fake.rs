@@ -30,6 +30,9 @@ use crate::desired::{NodeRef, Role, address_order};
 pub struct FakeTimings {
     /// Maintenance-mode apply until apid answers (install + reboot).
     pub boot: Duration,
+    /// Of `boot`: how long the maintenance API keeps answering after the apply (Talos
+    /// installs before it reboots).
+    pub install: Duration,
     /// Authenticated apply with changes until apid answers again.
     pub reboot: Duration,
     /// After boot, Bootstrap answers "bootstrap is not available yet" for this long.
@@ -55,6 +58,7 @@ impl Default for FakeTimings {
         let s = Duration::from_secs;
         FakeTimings {
             boot: s(60),
+            install: Duration::ZERO,
             reboot: s(40),
             bootstrap_ready: s(5),
             etcd_start: s(5),
@@ -108,6 +112,8 @@ struct NodeSim {
     config: Option<SecretString>,
     /// When apid answers with the current config (None: maintenance mode).
     up_at: Option<Instant>,
+    /// Still serving the maintenance API after an insecure apply, until then.
+    installing_until: Option<Instant>,
     down_until: Option<Instant>,
     down_forever: bool,
     /// etcd data directory not empty.
@@ -372,6 +378,7 @@ impl FakeCluster {
                     spec,
                     config,
                     up_at,
+                    installing_until: None,
                     down_until: None,
                     down_forever: false,
                     etcd_data: false,
@@ -598,7 +605,16 @@ fn authenticated(
             "connection refused",
         ));
     }
+    let installing = sim.nodes[i].installing_until.is_some_and(|u| u > t);
     match sim.nodes[i].up_at {
+        _ if installing => {
+            return Err(err(
+                op,
+                node,
+                ApiErrorKind::UntrustedNode,
+                "invalid peer certificate: UnknownIssuer",
+            ));
+        }
         None => {
             return Err(err(
                 op,
@@ -641,7 +657,8 @@ impl NodeApi for FakeNodeApi {
                 "no such host",
             ));
         };
-        if sim.reachable(i, t) && sim.nodes[i].up_at.is_none() {
+        let installing = sim.nodes[i].installing_until.is_some_and(|u| u > t);
+        if sim.reachable(i, t) && (sim.nodes[i].up_at.is_none() || installing) {
             return Ok(NodeMode::Maintenance);
         }
         authenticated(&sim, "Version", node, t)?;
@@ -684,6 +701,7 @@ impl NodeApi for FakeNodeApi {
                 let n = &mut sim.nodes[i];
                 n.config = Some(config.clone());
                 n.up_at = Some(t + timings.boot);
+                n.installing_until = Some(t + timings.install);
                 let host = node.hostname.clone();
                 *sim.insecure_applies.entry(host).or_default() += 1;
                 Ok(ApplyReport {

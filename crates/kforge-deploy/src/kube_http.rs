@@ -279,8 +279,14 @@ impl HttpKubeApi {
                 .await
                 .map_err(|e| err(transport_kind(&e), String::new()).with_source(e))?;
             // Drives the connection; ends when the request is done and `sender` is dropped.
+            // Its error is kept: when the server rejects the client certificate (TLS 1.3
+            // reports that after the handshake), the request only fails with "canceled",
+            // and the connection's error carries the alert.
+            let (conn_error_tx, conn_error) = tokio::sync::oneshot::channel();
             tokio::spawn(async move {
-                let _ = conn.await;
+                if let Err(e) = conn.await {
+                    let _ = conn_error_tx.send(e);
+                }
             });
             let mut builder = http::Request::builder()
                 .method(method)
@@ -304,10 +310,17 @@ impl HttpKubeApi {
             let request = builder
                 .body(Full::new(payload))
                 .map_err(|e| err(KubeErrorKind::Other, e.to_string()))?;
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| err(transport_kind(&e), String::new()).with_source(e))?;
+            let response = match sender.send_request(request).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let cause =
+                        match tokio::time::timeout(Duration::from_millis(500), conn_error).await {
+                            Ok(Ok(conn_e)) => conn_e,
+                            _ => e,
+                        };
+                    return Err(err(transport_kind(&cause), String::new()).with_source(cause));
+                }
+            };
             let status = response.status();
             let body = Limited::new(response.into_body(), self.options.max_body_bytes)
                 .collect()

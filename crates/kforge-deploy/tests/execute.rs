@@ -517,6 +517,34 @@ async fn wrong_credentials_after_maintenance_apply_stop_before_bootstrap() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn nodes_still_installing_after_the_insecure_apply_are_waited_for() {
+    // Talos keeps serving the maintenance API (self-signed) while it installs: the apid
+    // step must wait, not take the certificate for another cluster's.
+    let ws = Workspace::new();
+    let mut t = support::timings();
+    t.install = Duration::from_secs(20);
+    let cluster = FakeCluster::new(
+        support::CLUSTER,
+        Some(support::VIP),
+        support::NODES
+            .iter()
+            .map(|(h, a, r)| support::fake_spec(h, a, *r))
+            .collect(),
+        t,
+    );
+    let fakes = Fakes::of(&cluster);
+    let state = ws.state();
+    let events = CollectEvents::new();
+    up(&desired(), fakes.apis(&state), &events, &ws.up_options())
+        .await
+        .unwrap();
+    assert_fully_deployed(&ws, &cluster);
+    assert!(events.events().iter().any(|e| e.phase == Phase::Apid
+        && e.status == Status::Waiting
+        && e.message.contains("still in maintenance mode")));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_changed_config_is_applied_authenticated_with_mode_auto() {
     let ws = Workspace::new();
     let cluster = fresh_cluster();

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use kforge_secret::SecretString;
+use kforge_secret::{SecretBytes, SecretString};
 use kforge_yaml::{EmitOptions, Mapping, Value};
 use x509_cert::ext::pkix::KeyUsages;
 use zeroize::Zeroize;
@@ -247,6 +247,13 @@ impl SecretsBundle {
 
     pub(crate) fn os_ca(&self, operation: &'static str) -> Result<CertificateAuthority, PkiError> {
         CertificateAuthority::from_bundle("certs.os", &self.os.crt, &self.os.key, operation)
+    }
+
+    /// The Kubernetes CA key as PKCS#8 DER, for code that signs with another library
+    /// (the node simulator signs kubelet certificate requests with rcgen).
+    pub fn k8s_ca_key_pkcs8(&self) -> Result<SecretBytes, PkiError> {
+        let ca = self.k8s_ca("read the Kubernetes CA key")?;
+        Ok(SecretBytes::new(ca.key.pkcs8_der().to_vec()))
     }
 
     pub(crate) fn k8s_ca(&self, operation: &'static str) -> Result<CertificateAuthority, PkiError> {

@@ -97,6 +97,21 @@ impl SimError {
     }
 }
 
+/// `error: cause: cause` on one line (for log lines).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = s.source();
+    }
+    out
+}
+
 /// grpc-go's names of status codes, as apid writes them into `metadata.error`
 /// (`rpc error: code = Unavailable desc = …`).
 pub fn go_code_name(code: tonic::Code) -> &'static str {

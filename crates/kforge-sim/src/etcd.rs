@@ -1,5 +1,5 @@
 //! etcd for control-plane nodes: a small v3 client over mutual TLS (membership, status,
-//! KV) and the `etcd` process (arguments, spawning with its output in a log file, a
+//! KV with transactions, leases, watches) and the `etcd` process (arguments, spawning with its output in a log file, a
 //! pidfile so a successor process can clean up after a crash, and stopping).
 //!
 //! The process stays in the node's process group, so whoever kills the group (a test
@@ -26,9 +26,14 @@ use crate::SimError;
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::cluster_client::ClusterClient;
 use crate::proto::etcdserverpb::kv_client::KvClient;
+use crate::proto::etcdserverpb::lease_client::LeaseClient;
 use crate::proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use crate::proto::etcdserverpb::watch_client::WatchClient;
 
-pub use crate::proto::etcdserverpb::{Member, StatusResponse};
+pub use crate::proto::etcdserverpb::{
+    Compare, Event, KeyValue, Member, RangeResponse, RequestOp, ResponseOp, StatusResponse,
+    TxnRequest, TxnResponse, WatchResponse,
+};
 
 /// Deadline of one etcd call.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -191,6 +196,186 @@ impl EtcdClient {
         });
         let resp = self.run("get", c.range(req)).await?;
         Ok(resp.kvs.into_iter().next().map(|kv| kv.value))
+    }
+}
+
+/// The end of the range of every key starting with `prefix` (etcd's "prefix + 1").
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // All 0xff (or empty): every key from `prefix` on.
+    vec![0]
+}
+
+impl EtcdClient {
+    fn failure(&self, operation: &'static str, code: tonic::Code, message: String) -> SimError {
+        SimError::Etcd {
+            operation,
+            endpoint: self.endpoint.clone(),
+            code,
+            message,
+        }
+    }
+
+    /// A range read: `key` alone, or `[key, range_end)`; at `revision` (0 = newest);
+    /// at most `limit` keys (0 = all).
+    pub async fn range(
+        &self,
+        key: &[u8],
+        range_end: &[u8],
+        revision: i64,
+        limit: i64,
+    ) -> Result<RangeResponse, SimError> {
+        let mut c = KvClient::new(self.channel.clone());
+        let req = self.request(pb::RangeRequest {
+            key: key.to_vec(),
+            range_end: range_end.to_vec(),
+            revision,
+            limit,
+            ..Default::default()
+        });
+        self.run("range", c.range(req)).await
+    }
+
+    /// A transaction; the header's revision is the store's revision after it.
+    pub async fn txn(&self, txn: TxnRequest) -> Result<TxnResponse, SimError> {
+        let mut c = KvClient::new(self.channel.clone());
+        let req = self.request(txn);
+        self.run("txn", c.txn(req)).await
+    }
+
+    /// A lease of `ttl_seconds`; returns its id and the TTL etcd granted (it may raise it
+    /// to its minimum).
+    pub async fn lease_grant(&self, ttl_seconds: i64) -> Result<(i64, i64), SimError> {
+        let mut c = LeaseClient::new(self.channel.clone());
+        let req = self.request(pb::LeaseGrantRequest {
+            ttl: ttl_seconds,
+            id: 0,
+        });
+        let resp = self.run("lease grant", c.lease_grant(req)).await?;
+        if !resp.error.is_empty() {
+            return Err(self.failure("lease grant", tonic::Code::Unknown, resp.error));
+        }
+        Ok((resp.id, resp.ttl))
+    }
+
+    /// One keep-alive of lease `id`; returns the TTL it was renewed to (0 or less: the
+    /// lease has expired).
+    pub async fn lease_keep_alive(&self, id: i64) -> Result<i64, SimError> {
+        let mut c = LeaseClient::new(self.channel.clone());
+        let req = self.request(tokio_stream::iter([pb::LeaseKeepAliveRequest { id }]));
+        let call = async {
+            let mut stream = c.lease_keep_alive(req).await?.into_inner();
+            match stream.message().await? {
+                Some(m) => Ok(tonic::Response::new(m)),
+                None => Err(tonic::Status::unavailable(
+                    "the keep-alive stream ended without an answer",
+                )),
+            }
+        };
+        Ok(self.run("lease keep-alive", call).await?.ttl)
+    }
+
+    pub async fn lease_revoke(&self, id: i64) -> Result<(), SimError> {
+        let mut c = LeaseClient::new(self.channel.clone());
+        let req = self.request(pb::LeaseRevokeRequest { id });
+        self.run("lease revoke", c.lease_revoke(req)).await?;
+        Ok(())
+    }
+
+    /// Watches `[key, range_end)` from `start_revision` (0 = from now), with the previous
+    /// value of every changed key. The watch lasts until the returned stream is dropped.
+    pub async fn watch(
+        &self,
+        key: &[u8],
+        range_end: &[u8],
+        start_revision: i64,
+    ) -> Result<EtcdWatch, SimError> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let create = pb::WatchRequest {
+            request_union: Some(pb::watch_request::RequestUnion::CreateRequest(
+                pb::WatchCreateRequest {
+                    key: key.to_vec(),
+                    range_end: range_end.to_vec(),
+                    start_revision,
+                    prev_kv: true,
+                    ..Default::default()
+                },
+            )),
+        };
+        tx.send(create).await.map_err(|_| {
+            self.failure(
+                "watch",
+                tonic::Code::Internal,
+                "request stream closed".into(),
+            )
+        })?;
+        let mut c = WatchClient::new(self.channel.clone());
+        // No grpc-timeout: it would end the stream; only the start is bounded.
+        let call = async {
+            let mut stream = c
+                .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await?
+                .into_inner();
+            match stream.message().await? {
+                Some(first) if first.created && !first.canceled => Ok(tonic::Response::new(stream)),
+                Some(first) => Err(tonic::Status::failed_precondition(
+                    if first.cancel_reason.is_empty() {
+                        format!(
+                            "the watch was canceled (compacted at revision {})",
+                            first.compact_revision
+                        )
+                    } else {
+                        first.cancel_reason
+                    },
+                )),
+                None => Err(tonic::Status::unavailable("the watch stream ended at once")),
+            }
+        };
+        let stream = self.run("watch", call).await?;
+        Ok(EtcdWatch {
+            _requests: tx,
+            stream,
+            endpoint: self.endpoint.clone(),
+        })
+    }
+}
+
+/// A running etcd watch.
+pub struct EtcdWatch {
+    /// Kept open: etcd ends a watch whose request stream closes.
+    _requests: tokio::sync::mpsc::Sender<pb::WatchRequest>,
+    stream: tonic::Streaming<WatchResponse>,
+    endpoint: String,
+}
+
+impl EtcdWatch {
+    /// The next batch of events; `Ok(None)` when etcd ended the watch.
+    pub async fn next(&mut self) -> Result<Option<WatchResponse>, SimError> {
+        match self.stream.message().await {
+            Ok(Some(r)) if r.canceled => Err(SimError::Etcd {
+                operation: "watch",
+                endpoint: self.endpoint.clone(),
+                code: tonic::Code::Aborted,
+                message: if r.cancel_reason.is_empty() {
+                    format!("canceled (compacted at revision {})", r.compact_revision)
+                } else {
+                    r.cancel_reason
+                },
+            }),
+            Ok(other) => Ok(other),
+            Err(status) => Err(SimError::Etcd {
+                operation: "watch",
+                endpoint: self.endpoint.clone(),
+                code: status.code(),
+                message: describe_status(&status),
+            }),
+        }
     }
 }
 

@@ -2,7 +2,9 @@
 //! and `kforge demo`: [`SimCluster::start`] renders real machine configs for N
 //! control-plane and M worker nodes with kforge's own crates (kforge-spec, kforge-machine,
 //! kforge-pki — as `kforge genconfig` does), starts one `kforge-sim` process per node on
-//! its own loopback address, and hands out the talosconfig and connections.
+//! its own loopback address, and hands out the talosconfig, connections, the admin
+//! kubeconfig and Kubernetes clients. With [`ClusterSpec::vip`] the control planes share
+//! a VIP (`<subnet>.10`), which is then the cluster endpoint.
 //!
 //! Every node process leads its own process group (its etcd is in it), and a
 //! [`SimNode`] kills that group when dropped — also when a test panics — so nothing
@@ -10,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -31,7 +33,8 @@ use nix::unistd::Pid;
 use crate::SimError;
 use crate::control::ControlClient;
 use crate::etcd::EtcdClient;
-use crate::settings::{DEFAULT_API_PORT, DEFAULT_ETCD_CLIENT_PORT};
+use crate::k8s::client::KubeClient;
+use crate::settings::{DEFAULT_API_PORT, DEFAULT_ETCD_CLIENT_PORT, DEFAULT_K8S_PORT};
 
 /// Environment variable naming the `kforge-sim` binary.
 pub const BINARY_ENV: &str = "KFORGE_SIM_BIN";
@@ -100,6 +103,13 @@ pub enum HarnessError {
         operation: &'static str,
         node: String,
         message: String,
+    },
+
+    #[error("Kubernetes did not {what} within {timeout:?}; last seen: {last}")]
+    KubeTimeout {
+        what: String,
+        timeout: Duration,
+        last: String,
     },
 
     #[error(transparent)]
@@ -173,6 +183,15 @@ pub struct ClusterSpec {
     /// Directory for the cluster's state; a temporary directory (removed on drop) when
     /// `None`.
     pub root: Option<PathBuf>,
+    /// Give the control planes a shared VIP (`<subnet>.10`, a `vip` on their interface in
+    /// the cluster file) and make it the endpoint.
+    pub vip: bool,
+    /// `--vip-ttl` of every node.
+    pub vip_ttl: Duration,
+    /// `--kubelet-heartbeat` of every node.
+    pub kubelet_heartbeat: Duration,
+    /// `--node-monitor-grace-period` of every node.
+    pub node_monitor_grace: Duration,
 }
 
 impl ClusterSpec {
@@ -191,7 +210,18 @@ impl ClusterSpec {
             secrets: None,
             extra_args: Vec::new(),
             root: None,
+            vip: false,
+            vip_ttl: Duration::from_secs(3),
+            // Faster than Kubernetes' 10 s / 40 s, so that tests see NotReady quickly.
+            kubelet_heartbeat: Duration::from_secs(1),
+            node_monitor_grace: Duration::from_secs(4),
         }
+    }
+
+    /// The VIP, when the spec has one: `<subnet>.10`.
+    pub fn vip_address(&self) -> Option<IpAddr> {
+        let [a, b, c] = self.subnet;
+        self.vip.then_some(IpAddr::V4(Ipv4Addr::new(a, b, c, 10)))
     }
 
     fn address(&self, control_plane: bool, index: usize) -> IpAddr {
@@ -202,7 +232,7 @@ impl ClusterSpec {
 
     /// The talhelper-style cluster file for this spec.
     pub fn cluster_file(&self) -> String {
-        let endpoint = self.address(true, 0);
+        let endpoint = self.vip_address().unwrap_or(self.address(true, 0));
         let mut s = format!(
             "clusterName: {}\ntalosVersion: {}\nkubernetesVersion: {}\nendpoint: https://{endpoint}:6443\nnodes:\n",
             self.name, self.talos_version, self.kubernetes_version
@@ -213,6 +243,11 @@ impl ClusterSpec {
                 i + 1,
                 self.address(true, i)
             ));
+            if let Some(vip) = self.vip_address() {
+                s.push_str(&format!(
+                    "    networkInterfaces:\n      - interface: eth0\n        dhcp: true\n        vip:\n          ip: {vip}\n"
+                ));
+            }
         }
         for i in 0..self.workers {
             s.push_str(&format!(
@@ -293,6 +328,35 @@ pub fn render_configs(
     spec: &ClusterSpec,
     bundle: &SecretsBundle,
 ) -> Result<Vec<RenderedConfig>, HarnessError> {
+    render_nodes(spec, bundle)?
+        .iter()
+        .map(rendered_config)
+        .collect()
+}
+
+fn rendered_config(r: &kforge_machine::RenderedNode) -> Result<RenderedConfig, HarnessError> {
+    let address = r
+        .ip_addresses
+        .first()
+        .and_then(|a| a.parse::<IpAddr>().ok())
+        .ok_or_else(|| HarnessError::Render {
+            problems: vec![format!("node `{}` has no IP address", r.hostname)],
+        })?;
+    Ok(RenderedConfig {
+        config: r.to_yaml(),
+        hostname: r.hostname.clone(),
+        address,
+        control_plane: r.control_plane,
+        expectations: r.expectations.clone(),
+    })
+}
+
+/// Renders `spec`'s cluster file as kforge-machine does for `kforge genconfig` (with the
+/// profiles' manifests and expectations, e.g. for `kforge_deploy::DesiredCluster`).
+pub fn render_nodes(
+    spec: &ClusterSpec,
+    bundle: &SecretsBundle,
+) -> Result<Vec<kforge_machine::RenderedNode>, HarnessError> {
     let path = PathBuf::from("/kforge-sim/talconfig.yaml");
     let reader = MemoryReader {
         files: HashMap::from([(path.clone(), spec.cluster_file())]),
@@ -324,29 +388,11 @@ pub fn render_configs(
     if !problems.is_empty() {
         return Err(HarnessError::Render { problems });
     }
-    let rendered = kforge_machine::render_cluster(&cluster, &cluster_secrets(bundle), &reader)
-        .map_err(|d| HarnessError::Render {
+    kforge_machine::render_cluster(&cluster, &cluster_secrets(bundle), &reader).map_err(|d| {
+        HarnessError::Render {
             problems: d.iter().map(describe).collect(),
-        })?;
-    rendered
-        .into_iter()
-        .map(|r| {
-            let address = r
-                .ip_addresses
-                .first()
-                .and_then(|a| a.parse::<IpAddr>().ok())
-                .ok_or_else(|| HarnessError::Render {
-                    problems: vec![format!("node `{}` has no IP address", r.hostname)],
-                })?;
-            Ok(RenderedConfig {
-                config: r.to_yaml(),
-                hostname: r.hostname,
-                address,
-                control_plane: r.control_plane,
-                expectations: r.expectations,
-            })
-        })
-        .collect()
+        }
+    })
 }
 
 fn find_in_path(program: &str) -> Option<PathBuf> {
@@ -544,9 +590,11 @@ pub struct SimCluster {
     // Declared first: nodes are killed before the directory goes.
     nodes: Vec<SimNode>,
     configs: Vec<SecretString>,
+    rendered: Vec<kforge_machine::RenderedNode>,
     bundle: SecretsBundle,
     admin: IssuedCertificate,
     name: String,
+    vip: Option<IpAddr>,
     root: Root,
 }
 
@@ -571,7 +619,11 @@ impl SimCluster {
                 })?
             }
         };
-        let rendered = render_configs(&spec, &bundle)?;
+        let rendered_nodes = render_nodes(&spec, &bundle)?;
+        let rendered = rendered_nodes
+            .iter()
+            .map(rendered_config)
+            .collect::<Result<Vec<_>, _>>()?;
         let root = match &spec.root {
             Some(p) => {
                 crate::layout::create_private_dir(p)?;
@@ -630,6 +682,12 @@ impl SimCluster {
                 spec.meminfo_total.clone(),
                 "--talos-version".into(),
                 spec.talos_version.clone(),
+                "--vip-ttl".into(),
+                format!("{}ms", spec.vip_ttl.as_millis()),
+                "--kubelet-heartbeat".into(),
+                format!("{}ms", spec.kubelet_heartbeat.as_millis()),
+                "--node-monitor-grace-period".into(),
+                format!("{}ms", spec.node_monitor_grace.as_millis()),
             ];
             for peer in cp_addresses.iter().filter(|a| **a != r.address) {
                 args.push("--peer".into());
@@ -658,9 +716,11 @@ impl SimCluster {
         let mut cluster = SimCluster {
             nodes,
             configs,
+            rendered: rendered_nodes,
             bundle,
             admin,
             name: spec.name.clone(),
+            vip: spec.vip_address(),
             root,
         };
         for node in &mut cluster.nodes {
@@ -723,6 +783,124 @@ impl SimCluster {
 
     pub fn bundle(&self) -> &SecretsBundle {
         &self.bundle
+    }
+
+    /// kforge-machine's rendering of every node, in cluster-file order (configs, the
+    /// profiles' manifests and expectations).
+    pub fn rendered_nodes(&self) -> &[kforge_machine::RenderedNode] {
+        &self.rendered
+    }
+
+    /// The control plane's VIP, when the spec asked for one.
+    pub fn vip(&self) -> Option<IpAddr> {
+        self.vip
+    }
+
+    /// The admin kubeconfig through the Kubeconfig RPC of the first control-plane node
+    /// (its server is the cluster endpoint).
+    pub async fn fetch_kubeconfig(&self) -> Result<SecretString, HarnessError> {
+        let Some(first) = self.control_planes().first().map(|n| n.endpoint()) else {
+            return Err(HarnessError::Render {
+                problems: vec!["the cluster has no control-plane node".into()],
+            });
+        };
+        let client = TalosClient::connect(&self.admin_connection(&[first])?)
+            .await
+            .map_err(|source| HarnessError::Api {
+                operation: "connect",
+                source: Box::new(source),
+            })?;
+        client
+            .kubeconfig(&Targets::Endpoint)
+            .await
+            .map_err(|source| HarnessError::Api {
+                operation: "Kubeconfig",
+                source: Box::new(source),
+            })
+    }
+
+    /// A Kubernetes client with a fresh admin certificate (`O=system:masters`) for the
+    /// API servers at `addresses` (port 6443), tried in turn.
+    pub fn kube_client(&self, addresses: &[IpAddr]) -> Result<KubeClient, HarnessError> {
+        let pki = |operation| move |source| HarnessError::Pki { operation, source };
+        let admin = kforge_pki::issue_kube_admin_client_cert(
+            &self.bundle,
+            SystemTime::now() - Duration::from_secs(60),
+            Duration::from_secs(3600),
+        )
+        .map_err(pki("issue a Kubernetes admin certificate"))?;
+        let ca = self
+            .bundle
+            .k8s_ca_crt_pem()
+            .map_err(pki("read the Kubernetes CA"))?;
+        let tls = crate::k8s::certs::client_tls(
+            &ca,
+            Some(&crate::pki::CertKey {
+                crt_pem: admin.crt_pem,
+                key_pem: admin.key_pem,
+            }),
+        )?;
+        let servers = addresses
+            .iter()
+            .map(|a| SocketAddr::new(*a, DEFAULT_K8S_PORT))
+            .collect();
+        Ok(KubeClient::new(servers, tls, None))
+    }
+
+    /// Waits until every node is registered with Kubernetes and Ready (asking the
+    /// control planes' API servers).
+    pub async fn wait_for_kubernetes(&self, timeout: Duration) -> Result<(), HarnessError> {
+        let cps: Vec<IpAddr> = self.control_planes().iter().map(|n| n.address).collect();
+        let client = self.kube_client(&cps)?.with_timeout(Duration::from_secs(3));
+        let want: Vec<&str> = self.nodes.iter().map(|n| n.hostname.as_str()).collect();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = match client.get("/api/v1/nodes").await {
+                Ok(list) => {
+                    let items = list
+                        .get("items")
+                        .and_then(serde_json::Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
+                    let ready = |name: &str| {
+                        items.iter().any(|n| {
+                            n.pointer("/metadata/name")
+                                .and_then(serde_json::Value::as_str)
+                                == Some(name)
+                                && crate::k8s::controllers::is_ready(n)
+                        })
+                    };
+                    let waiting: Vec<&str> = want.iter().copied().filter(|n| !ready(n)).collect();
+                    if waiting.is_empty() {
+                        return Ok(());
+                    }
+                    format!("not Ready: {}", waiting.join(", "))
+                }
+                Err(e) => crate::error::error_chain(&e),
+            };
+            if Instant::now() >= deadline {
+                return Err(HarnessError::KubeTimeout {
+                    what: format!("report all {} nodes Ready", want.len()),
+                    timeout,
+                    last,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// The control-plane nodes that hold the VIP now (from their control sockets).
+    pub async fn vip_holders(&self) -> Vec<IpAddr> {
+        let mut out = Vec::new();
+        for n in self.control_planes() {
+            if let Ok(text) = n.control().send("status").await
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+                && v.get("vip_held").and_then(serde_json::Value::as_bool) == Some(true)
+            {
+                out.push(n.address);
+            }
+        }
+        out
     }
 
     /// talosctl's client config: endpoints = control-plane nodes, nodes = all nodes.
@@ -969,8 +1147,8 @@ impl SimCluster {
     }
 
     /// Start, apply every config, wait for apid, bootstrap, wait for every control-plane
-    /// node to be a voting etcd member: a cluster ready for `kforge` commands that expect
-    /// a bootstrapped cluster.
+    /// node to be a voting etcd member and every node to be Ready in Kubernetes: a
+    /// cluster ready for `kforge` commands that expect a bootstrapped cluster.
     pub async fn up(spec: ClusterSpec, binary: &SimBinary) -> Result<SimCluster, HarnessError> {
         let cps = spec.control_planes;
         let timeout = spec.boot_delay + spec.ready_delay + Duration::from_secs(30);
@@ -980,6 +1158,7 @@ impl SimCluster {
         if cps > 0 {
             cluster.bootstrap().await?;
             cluster.wait_for_etcd_members(cps, timeout).await?;
+            cluster.wait_for_kubernetes(timeout).await?;
         }
         Ok(cluster)
     }

@@ -270,6 +270,34 @@ pub fn meminfo_text(m: &MemInfo, huge: &HugePages) -> String {
     out
 }
 
+/// `/proc/net/fib_trie` of a node with one interface address (`address`, in a /24) and,
+/// while it holds it, the VIP: both listed as `/32 host LOCAL` in the Local table, as
+/// Linux lists local addresses.
+pub fn fib_trie(address: std::net::IpAddr, vip: Option<std::net::IpAddr>) -> String {
+    let net = match address {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            format!("{a}.{b}.{c}")
+        }
+        std::net::IpAddr::V6(_) => {
+            return format!("Local:\n  +-- ::/0\n     |-- {address}\n        /128 host LOCAL\n");
+        }
+    };
+    let mut local = vec![address.to_string()];
+    local.extend(vip.map(|v| v.to_string()));
+    let mut out = String::new();
+    out.push_str("Main:\n  +-- 0.0.0.0/0 3 0 5\n");
+    out.push_str("     |-- 0.0.0.0\n        /0 universe UNICAST\n");
+    let _ = writeln!(out, "     |-- {net}.0\n        /24 link UNICAST");
+    out.push_str("Local:\n  +-- 0.0.0.0/0 3 0 5\n");
+    out.push_str("     |-- 127.0.0.0\n        /8 host LOCAL\n");
+    for a in &local {
+        let _ = writeln!(out, "     |-- {a}\n        /32 host LOCAL");
+    }
+    let _ = writeln!(out, "     |-- {net}.255\n        /32 link BROADCAST");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,6 +366,19 @@ mod tests {
         assert!(text.contains("\nHugePages_Total:    1000\n"), "{text}");
         assert!(text.contains("\nHugepagesize:       2048 kB\n"), "{text}");
         assert!(text.contains("\nHugetlb:         2048000 kB\n"), "{text}");
+    }
+
+    #[test]
+    fn fib_trie_lists_the_vip_only_when_held() {
+        let a: std::net::IpAddr = "127.0.9.11".parse().unwrap();
+        let vip: std::net::IpAddr = "127.0.9.10".parse().unwrap();
+        let held = fib_trie(a, Some(vip));
+        assert!(
+            held.contains("     |-- 127.0.9.10\n        /32 host LOCAL\n"),
+            "{held}"
+        );
+        assert!(held.contains("     |-- 127.0.9.11\n        /32 host LOCAL\n"));
+        assert!(!fib_trie(a, None).contains("127.0.9.10"));
     }
 
     #[test]

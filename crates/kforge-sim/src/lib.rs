@@ -9,7 +9,11 @@
 //!   TLS, roles, apid-style proxying) and of a node in maintenance mode.
 //! - [`trustd`]: the token-authenticated CSR signer control-plane nodes run on port 50001,
 //!   and the client workers use to obtain their apid certificates.
-//! - [`etcd`]: a small etcd v3 client (membership, status, KV) and the etcd process.
+//! - [`etcd`]: a small etcd v3 client (membership, status, KV, leases, watches) and the
+//!   etcd process.
+//! - [`k8s`]: a kube-apiserver on every control-plane node (objects in the real etcd),
+//!   the controller manager's node lifecycle and kubelet certificate signing, and a
+//!   kubelet on every node; [`vip`]: the control plane's VIP, elected through etcd.
 //! - [`control`]: the runtime fault-injection socket.
 //! - [`harness`]: [`harness::SimCluster`] / [`harness::SimNode`] start whole simulated
 //!   clusters (configs rendered by kforge's own crates) for tests and `kforge demo`.
@@ -20,6 +24,7 @@ pub mod control;
 pub mod error;
 pub mod etcd;
 pub mod harness;
+pub mod k8s;
 pub mod kernel;
 pub mod layout;
 pub mod machine_config;
@@ -30,6 +35,7 @@ pub mod services;
 pub mod settings;
 pub mod transport;
 pub mod trustd;
+pub mod vip;
 
 pub use error::SimError;
 pub use node::{Logger, run};

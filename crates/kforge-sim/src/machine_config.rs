@@ -1,13 +1,18 @@
 //! The facts a node takes from its machine config: machine type, hostname, cluster name
 //! and endpoint, the OS CA and trustd token, installer image, kernel arguments, sysctls,
-//! certificate SANs — and, on a control-plane node, every CA key, reassembled into a
-//! [`SecretsBundle`] so that kforge-pki can issue the node's certificates.
+//! certificate SANs, what the kubelet needs (Kubernetes CA, bootstrap token, node labels
+//! and taints, `kubelet.extraConfig`, Kubernetes version), the VIP (`Layer2VIPConfig`, or
+//! `machine.network.interfaces[].vip` before Talos 1.12) — and, on a control-plane node,
+//! every CA key, reassembled into a [`SecretsBundle`] so that kforge-pki can issue the
+//! node's certificates.
 //!
 //! Kernel arguments: `machine.install.extraKernelArgs`, then the space-separated
 //! `kforge.dev/kernel-args` entry of `machine.nodeAnnotations` when present (where a
 //! profile's arguments can be recorded for Talos ≥ 1.12, whose arguments live in the
 //! installer image's schematic), then whatever the node was started with
 //! (`--kernel-args`, standing in for the schematic).
+
+use std::net::IpAddr;
 
 use kforge_machine::nodeconfig::{self, Level, Mode};
 use kforge_pki::SecretsBundle;
@@ -16,6 +21,8 @@ use kforge_yaml::{EmitOptions, Mapping, Value};
 
 /// The annotation that may carry profile kernel arguments.
 pub const KERNEL_ARGS_ANNOTATION: &str = "kforge.dev/kernel-args";
+/// The Kubernetes version when the config names no kubelet or API server image.
+pub const DEFAULT_KUBERNETES_VERSION: &str = "v1.35.0";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -48,6 +55,22 @@ pub struct MachineConfig {
     pub cert_sans: Vec<String>,
     /// Every CA with its key; control-plane nodes only.
     pub bundle: Option<SecretsBundle>,
+    /// `cluster.ca.crt`: the Kubernetes CA the kubelet trusts.
+    pub k8s_ca_pem: Option<String>,
+    /// `cluster.token`: the kubelet's bootstrap token (`<id>.<secret>`).
+    pub bootstrap_token: Option<SecretString>,
+    /// `machine.nodeLabels`.
+    pub node_labels: Vec<(String, String)>,
+    /// `machine.nodeTaints`: key → `value:Effect` (or `Effect`).
+    pub node_taints: Vec<(String, String)>,
+    /// `machine.kubelet.extraConfig` (an object, possibly empty).
+    pub kubelet_extra_config: Value,
+    /// `cluster.allowSchedulingOnControlPlanes`.
+    pub allow_scheduling_on_control_planes: bool,
+    /// From the kubelet (or API server) image tag, e.g. `v1.35.0`.
+    pub kubernetes_version: String,
+    /// The shared VIP of the control plane.
+    pub vip: Option<IpAddr>,
     /// Validation warnings (reported by ApplyConfiguration).
     pub warnings: Vec<String>,
 }
@@ -239,6 +262,41 @@ impl MachineConfig {
             })
             .unwrap_or_default();
 
+        let string_pairs = |path: &str| -> Vec<(String, String)> {
+            get(v1, path)
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| {
+                            let value = match v {
+                                Value::String(s) => s.clone(),
+                                Value::Null => String::new(),
+                                other => other.to_string(),
+                            };
+                            (k.clone(), value)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let node_labels = string_pairs("machine.nodeLabels");
+        let node_taints = string_pairs("machine.nodeTaints");
+        let kubelet_extra_config = get(v1, "machine.kubelet.extraConfig")
+            .filter(|v| v.is_object())
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Mapping::new()));
+        let allow_scheduling_on_control_planes = get(v1, "cluster.allowSchedulingOnControlPlanes")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let kubernetes_version = ["machine.kubelet.image", "cluster.apiServer.image"]
+            .iter()
+            .filter_map(|p| field_text(v1, p))
+            .find_map(|image| image_tag(&image))
+            .unwrap_or_else(|| DEFAULT_KUBERNETES_VERSION.to_string());
+        let k8s_ca_pem = field_text(v1, "cluster.ca.crt").and_then(|b| decode_b64_pem(&b));
+        let bootstrap_token = field_text(v1, "cluster.token").map(SecretString::new);
+        let vip = vip_address(&docs, v1);
+
         let bundle = if machine_type.is_control_plane() {
             match control_plane_bundle(v1) {
                 Ok(b) => Some(b),
@@ -267,6 +325,14 @@ impl MachineConfig {
             sysctls,
             cert_sans,
             bundle,
+            k8s_ca_pem,
+            bootstrap_token,
+            node_labels,
+            node_taints,
+            kubelet_extra_config,
+            allow_scheduling_on_control_planes,
+            kubernetes_version,
+            vip,
             warnings,
         })
     }
@@ -285,6 +351,33 @@ impl MachineConfig {
         };
         (!host.is_empty()).then(|| host.to_string())
     }
+}
+
+/// The VIP: the name of a `Layer2VIPConfig` document (Talos ≥ 1.12), else the first
+/// `vip.ip` of `machine.network.interfaces` (or of their VLANs).
+fn vip_address(docs: &[Value], v1: &Value) -> Option<IpAddr> {
+    let from_document = docs
+        .iter()
+        .filter(|d| d.get("kind").and_then(Value::as_str) == Some("Layer2VIPConfig"))
+        .find_map(|d| field_text(d, "name"));
+    let from_interfaces = || {
+        get(v1, "machine.network.interfaces")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .flat_map(|i| {
+                let vlans = i
+                    .get("vlans")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                std::iter::once(i.clone()).chain(vlans)
+            })
+            .find_map(|i| field_text(&i, "vip.ip"))
+    };
+    from_document
+        .or_else(from_interfaces)
+        .and_then(|ip| ip.parse().ok())
 }
 
 fn text_or_empty(v: &Value, path: &str) -> String {
@@ -379,6 +472,17 @@ fn control_plane_bundle(v1: &Value) -> Result<SecretsBundle, Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vip_from_documents_and_interfaces() {
+        let v1 = serde_json::json!({"machine": {"network": {"interfaces": [
+            {"interface": "eth0", "vlans": [{"vlanId": 5, "vip": {"ip": "10.0.5.1"}}]}
+        ]}}});
+        assert_eq!(vip_address(&[], &v1), Some("10.0.5.1".parse().unwrap()));
+        let doc = serde_json::json!({"apiVersion": "v1alpha1", "kind": "Layer2VIPConfig", "name": "10.0.1.10", "link": "eth0"});
+        assert_eq!(vip_address(&[doc], &v1), Some("10.0.1.10".parse().unwrap()));
+        assert_eq!(vip_address(&[], &serde_json::json!({})), None);
+    }
 
     #[test]
     fn image_tags_and_minor_versions() {

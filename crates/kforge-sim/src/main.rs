@@ -12,7 +12,9 @@ use kforge_sim::settings::{self, Faults, SimSettings};
 
 /// A simulated Talos node: the Talos API on <address>:<port> (maintenance mode until a
 /// config is applied, then apid with mutual TLS), trustd on control-plane nodes, a real
-/// etcd once bootstrapped or joined, state kept in --state-dir.
+/// etcd once bootstrapped or joined, a Kubernetes API server on <address>:<k8s-port>
+/// (and on the VIP while elected) on control-plane nodes, a kubelet registering the
+/// node, state kept in --state-dir.
 ///
 /// Runtime faults: send `refuse on|off`, `pause on|off`, `crash`, `power-cycle`,
 /// `power-on`, `boot-delay D`, `ready-delay D`, `status` or `exit` (one per line) to the
@@ -36,6 +38,23 @@ struct Args {
     etcd_client_port: u16,
     #[arg(long, default_value_t = settings::DEFAULT_ETCD_PEER_PORT)]
     etcd_peer_port: u16,
+    /// kube-apiserver port (control-plane nodes, and the VIP while this node holds it).
+    #[arg(long, default_value_t = settings::DEFAULT_K8S_PORT)]
+    k8s_port: u16,
+    /// TTL of the etcd lease behind the VIP (at least 2s): how long a holder that lost
+    /// etcd keeps the VIP, and how soon another control plane takes it over.
+    #[arg(long, default_value = "3s", value_parser = settings::parse_duration)]
+    vip_ttl: Duration,
+    /// How often the kubelet posts node status.
+    #[arg(long, default_value = "10s", value_parser = settings::parse_duration)]
+    kubelet_heartbeat: Duration,
+    /// How long without kubelet status before the controller manager marks a node
+    /// Unknown (NotReady).
+    #[arg(long, default_value = "40s", value_parser = settings::parse_duration)]
+    node_monitor_grace_period: Duration,
+    /// CPUs the node reports to Kubernetes.
+    #[arg(long, default_value_t = settings::DEFAULT_CPUS)]
+    cpus: u32,
     /// How long the node is unreachable after start, reboot or apply.
     #[arg(long, default_value = "2s", value_parser = settings::parse_duration)]
     boot_delay: Duration,
@@ -92,6 +111,11 @@ fn main() -> ExitCode {
     s.trustd_port = args.trustd_port;
     s.etcd_client_port = args.etcd_client_port;
     s.etcd_peer_port = args.etcd_peer_port;
+    s.k8s_port = args.k8s_port;
+    s.vip_ttl = args.vip_ttl;
+    s.kubelet_heartbeat = args.kubelet_heartbeat;
+    s.node_monitor_grace = args.node_monitor_grace_period;
+    s.cpus = args.cpus;
     s.boot_delay = args.boot_delay;
     s.ready_delay = args.ready_delay;
     s.meminfo_total_kib = args.meminfo_total;

@@ -1,7 +1,9 @@
 //! The simulated node: its lifecycle (boot → maintenance mode or a configured node →
 //! reboot/reset/power-off), the listeners it serves on, its etcd member (bootstrap, join
-//! as learner and promote, restart with existing data, leave on graceful reset), the
-//! service table, and the faults that make it misbehave.
+//! as learner and promote, restart with existing data, leave on graceful reset), its
+//! Kubernetes parts (the API server and controllers of a control-plane node once etcd
+//! runs, the VIP campaign, the kubelet), the service table, and the faults that make it
+//! misbehave.
 //!
 //! Everything one boot starts (the boot sequence, etcd join and health loops) belongs to a
 //! *generation*; going down (reboot, reset, shutdown) aborts the generation's tasks,
@@ -25,6 +27,8 @@ use tonic::transport::Channel;
 
 use crate::SimError;
 use crate::etcd::{EtcdClient, EtcdLaunch, EtcdProcess};
+use crate::k8s::apiserver::{ApiServer, ApiServerConfig};
+use crate::k8s::{controllers, kubelet, registry};
 use crate::kernel;
 use crate::layout::Layout;
 use crate::machine_config::{self, MachineConfig, MachineType};
@@ -34,6 +38,9 @@ use crate::services::{ServiceState, ServiceTable};
 use crate::settings::{Faults, SimSettings};
 use crate::transport::{self, Listener};
 use crate::trustd::{self, TrustdAuthority, TrustdService};
+
+mod kubernetes;
+use kubernetes::NodeVip;
 
 /// Where the node's log lines go (the binary writes them to stderr).
 pub type Logger = Arc<dyn Fn(&str) + Send + Sync>;
@@ -50,6 +57,11 @@ const ETCD_RESTART_DELAY: Duration = Duration::from_secs(1);
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// Exit status of a simulated crash.
 pub const CRASH_EXIT_CODE: i32 = 137;
+/// How often the control plane's Kubernetes parts are reconciled (API server listeners,
+/// the VIP listener).
+const KUBE_RECONCILE_INTERVAL: Duration = Duration::from_millis(250);
+/// How often the API server's health is checked and the controllers run.
+const KUBE_CONTROL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Where the node is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -114,6 +126,44 @@ struct State {
     trustd: Option<Listener>,
     tasks: Vec<JoinHandle<()>>,
     try_revert: Option<JoinHandle<()>>,
+    kube: KubeState,
+}
+
+/// The control plane's Kubernetes parts during one boot.
+struct KubeState {
+    /// The kube-apiserver service should run (ServiceStop clears it).
+    wanted: bool,
+    /// etcd has been started during this boot (the API server waits for it).
+    etcd_started: bool,
+    /// The system namespaces exist.
+    namespaces_ready: bool,
+    server: Option<ApiServer>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    listener: Option<Listener>,
+    vip_listener: Option<Listener>,
+    /// This node holds the VIP (elected).
+    vip_held: bool,
+}
+
+impl Default for KubeState {
+    fn default() -> Self {
+        KubeState {
+            wanted: true,
+            etcd_started: false,
+            namespaces_ready: false,
+            server: None,
+            tls: None,
+            listener: None,
+            vip_listener: None,
+            vip_held: false,
+        }
+    }
+}
+
+impl KubeState {
+    fn take_listeners(&mut self) -> Vec<Option<Listener>> {
+        vec![self.listener.take(), self.vip_listener.take()]
+    }
 }
 
 struct Inner {
@@ -124,6 +174,8 @@ struct Inner {
     /// Serialises operations that change what the node is (apply, bootstrap, etcd join,
     /// reboot, reset).
     lifecycle: tokio::sync::Mutex<()>,
+    /// Serialises starting and stopping the API server (reconcile loop, ServiceStart).
+    kube_ops: tokio::sync::Mutex<()>,
     exit: watch::Sender<Option<i32>>,
 }
 
@@ -142,6 +194,10 @@ pub struct NodeStatus {
     pub machine_type: Option<MachineType>,
     pub hostname: Option<String>,
     pub etcd_pid: Option<i32>,
+    /// The kube-apiserver listens.
+    pub kube_apiserver: bool,
+    /// This node holds the VIP.
+    pub vip_held: bool,
     pub boot_delay_ms: u128,
     pub ready_delay_ms: u128,
 }
@@ -187,8 +243,10 @@ impl Node {
                     trustd: None,
                     tasks: Vec::new(),
                     try_revert: None,
+                    kube: KubeState::default(),
                 }),
                 lifecycle: tokio::sync::Mutex::new(()),
+                kube_ops: tokio::sync::Mutex::new(()),
                 exit,
                 settings,
             }),
@@ -226,6 +284,8 @@ impl Node {
             machine_type: st.applied.as_ref().map(|a| a.machine_type()),
             hostname: st.applied.as_ref().map(|a| a.hostname.clone()),
             etcd_pid: st.etcd.as_ref().map(|p| p.pid),
+            kube_apiserver: st.kube.listener.is_some(),
+            vip_held: st.kube.vip_held,
             boot_delay_ms: st.boot_delay.as_millis(),
             ready_delay_ms: st.ready_delay.as_millis(),
         }
@@ -364,7 +424,24 @@ impl Node {
             }
         }
         self.log("ready");
+        self.spawn_kubelet(&applied, generation);
         if control_plane {
+            let node = self.clone();
+            let kube = tokio::spawn(async move { node.kube_loop(generation).await });
+            self.add_task(generation, kube);
+            if let Some(vip) = applied.config.vip {
+                let host: Arc<dyn crate::vip::VipHost> = Arc::new(NodeVip {
+                    node: self.clone(),
+                    generation,
+                });
+                let campaign = tokio::spawn(crate::vip::run(
+                    host,
+                    vip,
+                    applied.hostname.clone(),
+                    self.settings().vip_ttl,
+                ));
+                self.add_task(generation, campaign);
+            }
             if self.inner.layout.etcd_data_present() {
                 let _guard = self.inner.lifecycle.lock().await;
                 if !self.is_current(generation) {
@@ -671,6 +748,8 @@ impl Node {
             st.applied = None;
             st.services = ServiceTable::default();
             st.etcd_wanted = false;
+            let mut listeners = listeners;
+            listeners.extend(std::mem::take(&mut st.kube).take_listeners());
             (st.etcd.take(), std::mem::take(&mut st.tasks), listeners)
         };
         for t in tasks {
@@ -747,7 +826,9 @@ impl Node {
             let mut st = self.st();
             st.faults.refuse = refuse;
             let listeners = if refuse {
-                Self::take_listeners(&mut st)
+                let mut l = Self::take_listeners(&mut st);
+                l.extend(st.kube.take_listeners());
+                l
             } else {
                 Vec::new()
             };
@@ -770,7 +851,15 @@ impl Node {
             let mut guard = self.st();
             let st = &mut *guard;
             st.faults.pause = pause;
-            for l in [&st.apid, &st.trustd].into_iter().flatten() {
+            for l in [
+                &st.apid,
+                &st.trustd,
+                &st.kube.listener,
+                &st.kube.vip_listener,
+            ]
+            .into_iter()
+            .flatten()
+            {
                 l.set_paused(pause);
             }
             if let Some(p) = &st.etcd {
@@ -849,6 +938,7 @@ impl Node {
                 process.signal(nix::sys::signal::Signal::SIGSTOP);
             }
             st.etcd = Some(process);
+            st.kube.etcd_started = true;
             st.services.set(
                 "etcd",
                 ServiceState::Running,
@@ -1224,6 +1314,14 @@ impl Node {
                 Ok(kernel::meminfo_text(&m, &huge).into_bytes())
             }
             "/system/state/config.yaml" => Ok(applied.config.text.expose().as_bytes().to_vec()),
+            crate::k8s::kubelet::KUBELET_CONFIG_PATH => Ok(kubelet::kubelet_configuration(
+                &applied.config.kubelet_extra_config,
+            )
+            .into_bytes()),
+            "/proc/net/fib_trie" => {
+                let vip = applied.config.vip.filter(|_| self.st().kube.vip_held);
+                Ok(kernel::fib_trie(self.inner.settings.address, vip).into_bytes())
+            }
             _ => Err(Status::not_found(format!(
                 "open {path}: no such file or directory"
             ))),
@@ -1349,7 +1447,16 @@ impl Node {
                 "service {id:?} is part of the node's API and cannot be stopped"
             )));
         }
-        if id == "etcd" {
+        if id == "kube-apiserver" {
+            match action {
+                ServiceAction::Stop => self.stop_apiserver_on_request().await,
+                ServiceAction::Start => self.start_apiserver_on_request().await,
+                ServiceAction::Restart => {
+                    self.stop_apiserver_on_request().await;
+                    self.start_apiserver_on_request().await;
+                }
+            }
+        } else if id == "etcd" {
             match action {
                 ServiceAction::Stop => self.stop_etcd().await,
                 ServiceAction::Start => self.start_etcd_on_request(&applied).await?,

@@ -84,7 +84,15 @@ const COMMON: &[(&str, bool)] = &[
     ("udevd", false),
 ];
 /// Services only control-plane nodes run.
-const CONTROL_PLANE: &[(&str, bool)] = &[("etcd", true), ("trustd", true)];
+/// The API server and its companions are static pods on Talos; the simulator lists them
+/// as services so that they can be watched and stopped through the Talos API.
+const CONTROL_PLANE: &[(&str, bool)] = &[
+    ("etcd", true),
+    ("kube-apiserver", true),
+    ("kube-controller-manager", true),
+    ("kube-scheduler", true),
+    ("trustd", true),
+];
 
 impl ServiceTable {
     /// The services of a configured node, all `Initialized`.

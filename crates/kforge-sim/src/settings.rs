@@ -16,6 +16,17 @@ pub const DEFAULT_API_PORT: u16 = 50000;
 pub const DEFAULT_TRUSTD_PORT: u16 = 50001;
 pub const DEFAULT_ETCD_CLIENT_PORT: u16 = 2379;
 pub const DEFAULT_ETCD_PEER_PORT: u16 = 2380;
+/// The kube-apiserver's port.
+pub const DEFAULT_K8S_PORT: u16 = 6443;
+/// The VIP lease (Talos campaigns with a short etcd session too).
+pub const DEFAULT_VIP_TTL: Duration = Duration::from_secs(3);
+/// How often a kubelet posts its node status (the kubelet's `nodeStatusUpdateFrequency`).
+pub const DEFAULT_KUBELET_HEARTBEAT: Duration = Duration::from_secs(10);
+/// How long without status before a node is `Unknown` (the controller manager's
+/// `--node-monitor-grace-period`).
+pub const DEFAULT_NODE_MONITOR_GRACE: Duration = Duration::from_secs(40);
+/// CPUs a node reports unless told otherwise.
+pub const DEFAULT_CPUS: u32 = 4;
 /// Memory a node reports unless told otherwise.
 pub const DEFAULT_MEMINFO_TOTAL_KIB: u64 = 16 * 1024 * 1024;
 /// The Talos version of the "ISO" a node boots into maintenance mode with.
@@ -43,6 +54,17 @@ pub struct SimSettings {
     pub trustd_port: u16,
     pub etcd_client_port: u16,
     pub etcd_peer_port: u16,
+    /// The kube-apiserver's port (control-plane nodes; also on the VIP).
+    pub k8s_port: u16,
+    /// TTL of the etcd lease behind the VIP: how long a holder that lost etcd may keep
+    /// it, and how long until another control plane takes over (at least 2 s).
+    pub vip_ttl: Duration,
+    /// Kubelet status interval.
+    pub kubelet_heartbeat: Duration,
+    /// Node monitor grace period of the controller manager.
+    pub node_monitor_grace: Duration,
+    /// CPUs the node reports to Kubernetes.
+    pub cpus: u32,
     /// How long the node is unreachable after start, reboot or apply (firmware, kernel).
     pub boot_delay: Duration,
     /// How long after apid comes up the node keeps booting (Bootstrap answers
@@ -76,6 +98,11 @@ impl SimSettings {
             trustd_port: DEFAULT_TRUSTD_PORT,
             etcd_client_port: DEFAULT_ETCD_CLIENT_PORT,
             etcd_peer_port: DEFAULT_ETCD_PEER_PORT,
+            k8s_port: DEFAULT_K8S_PORT,
+            vip_ttl: DEFAULT_VIP_TTL,
+            kubelet_heartbeat: DEFAULT_KUBELET_HEARTBEAT,
+            node_monitor_grace: DEFAULT_NODE_MONITOR_GRACE,
+            cpus: DEFAULT_CPUS,
             boot_delay: Duration::from_secs(2),
             ready_delay: Duration::from_secs(1),
             meminfo_total_kib: DEFAULT_MEMINFO_TOTAL_KIB,
@@ -97,6 +124,7 @@ impl SimSettings {
             ("--trustd-port", self.trustd_port),
             ("--etcd-client-port", self.etcd_client_port),
             ("--etcd-peer-port", self.etcd_peer_port),
+            ("--k8s-port", self.k8s_port),
         ];
         for (i, (name, port)) in ports.iter().enumerate() {
             if *port == 0 {
@@ -113,6 +141,24 @@ impl SimSettings {
                 "--address {} is unspecified; give the node's own address (e.g. 127.0.0.11)",
                 self.address
             ));
+        }
+        if self.vip_ttl < crate::vip::MIN_TTL {
+            problems.push(format!(
+                "--vip-ttl must be at least {:?} (etcd's smallest lease)",
+                crate::vip::MIN_TTL
+            ));
+        }
+        if self.kubelet_heartbeat.is_zero() {
+            problems.push("--kubelet-heartbeat must not be 0".into());
+        }
+        if self.node_monitor_grace <= self.kubelet_heartbeat {
+            problems.push(format!(
+                "--node-monitor-grace-period ({:?}) must be longer than --kubelet-heartbeat ({:?})",
+                self.node_monitor_grace, self.kubelet_heartbeat
+            ));
+        }
+        if self.cpus == 0 {
+            problems.push("--cpus must be at least 1".into());
         }
         if self.meminfo_total_kib < 1024 {
             problems.push("--meminfo-total must be at least 1MiB".into());

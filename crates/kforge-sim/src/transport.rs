@@ -7,7 +7,8 @@
 //!   then hung — a blackhole), new connections are accepted and never answered;
 //! - closed: every connection fails at once, as when a machine goes down.
 //!
-//! Closing a listener also stops accepting, so the port refuses connections.
+//! Closing a listener also stops accepting, so the port refuses connections. Listeners
+//! serve either a tonic router (apid, trustd) or plain HTTP/1.1 (the Kubernetes API).
 
 use std::io;
 use std::net::SocketAddr;
@@ -311,15 +312,18 @@ fn incoming(
             let tx = tx.clone();
             let gate = gate.clone();
             handshakes.spawn(async move {
-                let mut handshake = Box::pin(acceptor.accept(stream));
+                let mut handshake = Box::pin(acceptor.accept(stream).into_fallible());
                 loop {
                     if !gate.wait_open().await {
                         return;
                     }
                     tokio::select! {
                         result = &mut handshake => {
-                            if let Ok(inner) = result {
-                                let _ = tx.send(Ok(TlsConnection { inner })).await;
+                            match result {
+                                Ok(inner) => {
+                                    let _ = tx.send(Ok(TlsConnection { inner })).await;
+                                }
+                                Err((_, io)) => linger(io).await,
                             }
                             return;
                         }
@@ -337,6 +341,20 @@ fn incoming(
     (ReceiverStream::new(rx), task)
 }
 
+/// After a failed handshake (the alert is already written): closes this side and reads
+/// what the peer still sends, so that it gets the alert. Closing with unread data would
+/// make the kernel reset the connection, and a TLS 1.3 client that has already sent its
+/// first request would see a reset instead of the reason (e.g. an unknown CA).
+async fn linger(mut io: GatedStream<TcpStream>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tokio::time::timeout(Duration::from_secs(1), async move {
+        let _ = io.shutdown().await;
+        let mut buf = [0u8; 4096];
+        while matches!(io.read(&mut buf).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
 impl Gate {
     async fn wait_closed(&self) {
         loop {
@@ -349,7 +367,21 @@ impl Gate {
     }
 }
 
-/// One listening endpoint serving a tonic router.
+/// The body of an HTTP response the plain HTTP listeners send (whole or streamed).
+pub type HttpBody = http_body_util::combinators::BoxBody<bytes::Bytes, std::convert::Infallible>;
+
+/// Answers one HTTP request; gets the TLS peer (client certificates) of its connection.
+pub type HttpHandler = Arc<
+    dyn Fn(
+            TlsPeer,
+            http::Request<hyper::body::Incoming>,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = http::Response<HttpBody>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// One listening endpoint serving a tonic router or an HTTP/1.1 handler.
 pub struct Listener {
     gate: Gate,
     shutdown: Option<oneshot::Sender<()>>,
@@ -365,6 +397,71 @@ impl Listener {
         router: tonic::service::Routes,
         paused: bool,
     ) -> Listener {
+        Self::start(listener, tls, paused, |incoming, shutdown_rx| async move {
+            let _ = tonic::transport::Server::builder()
+                .add_routes(router)
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = shutdown_rx.await;
+                })
+                .await;
+        })
+    }
+
+    /// Serves HTTP/1.1 with `handler` on `listener` with `tls`.
+    pub fn serve_http(
+        listener: TcpListener,
+        tls: Arc<ServerConfig>,
+        handler: HttpHandler,
+        paused: bool,
+    ) -> Listener {
+        use tokio_stream::StreamExt as _;
+        Self::start(
+            listener,
+            tls,
+            paused,
+            |mut incoming, mut shutdown_rx| async move {
+                let mut connections = JoinSet::new();
+                loop {
+                    let next = tokio::select! {
+                        _ = &mut shutdown_rx => break,
+                        Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+                        next = incoming.next() => next,
+                    };
+                    let Some(Ok(conn)) = next else {
+                        if next.is_none() {
+                            break;
+                        }
+                        continue;
+                    };
+                    let peer = conn.connect_info();
+                    let handler = handler.clone();
+                    connections.spawn(async move {
+                        let service = hyper::service::service_fn(move |req| {
+                            let fut = handler(peer.clone(), req);
+                            async move { Ok::<_, std::convert::Infallible>(fut.await) }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .keep_alive(true)
+                            .serve_connection(hyper_util::rt::TokioIo::new(conn), service)
+                            .await;
+                    });
+                }
+                // Dropping the set aborts every connection (and its watches).
+                connections.shutdown().await;
+            },
+        )
+    }
+
+    fn start<F, Fut>(
+        listener: TcpListener,
+        tls: Arc<ServerConfig>,
+        paused: bool,
+        server: F,
+    ) -> Listener
+    where
+        F: FnOnce(ReceiverStream<Result<TlsConnection, io::Error>>, oneshot::Receiver<()>) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let gate = Gate::new(if paused {
             GateState::Paused
         } else {
@@ -372,14 +469,7 @@ impl Listener {
         });
         let (incoming, accept_task) = incoming(listener, tls, gate.clone());
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
-        let server_task = tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .add_routes(router)
-                .serve_with_incoming_shutdown(incoming, async {
-                    let _ = shutdown_rx.await;
-                })
-                .await;
-        });
+        let server_task = tokio::spawn(server(incoming, shutdown_rx));
         Listener {
             gate,
             shutdown: Some(shutdown_tx),
