@@ -120,11 +120,24 @@ pub enum HarnessError {
 #[derive(Clone, Debug)]
 pub struct SimBinary {
     path: PathBuf,
+    /// Arguments before the node's own, e.g. `__sim-node` when the program is `kforge`.
+    leading_args: Vec<String>,
 }
 
 impl SimBinary {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        SimBinary { path: path.into() }
+        SimBinary {
+            path: path.into(),
+            leading_args: Vec::new(),
+        }
+    }
+
+    /// A program that runs a node when given `leading_args` first (`kforge __sim-node`).
+    pub fn with_leading_args(path: impl Into<PathBuf>, leading_args: &[&str]) -> Self {
+        SimBinary {
+            path: path.into(),
+            leading_args: leading_args.iter().map(|a| a.to_string()).collect(),
+        }
     }
 
     /// `$KFORGE_SIM_BIN`, else `kforge-sim` in the cargo target directory of the running
@@ -134,7 +147,7 @@ impl SimBinary {
         if let Some(p) = std::env::var_os(BINARY_ENV) {
             let p = PathBuf::from(p);
             if p.is_file() {
-                return Ok(SimBinary { path: p });
+                return Ok(SimBinary::new(p));
             }
             looked.push(p.display().to_string());
         }
@@ -142,7 +155,7 @@ impl SimBinary {
             for dir in exe.ancestors().skip(1).take(3) {
                 let candidate = dir.join("kforge-sim");
                 if candidate.is_file() {
-                    return Ok(SimBinary { path: candidate });
+                    return Ok(SimBinary::new(candidate));
                 }
                 looked.push(candidate.display().to_string());
             }
@@ -698,6 +711,12 @@ impl SimCluster {
                 args.push(kernel_args.join(" "));
             }
             args.extend(spec.extra_args.iter().cloned());
+            let args = binary
+                .leading_args
+                .iter()
+                .cloned()
+                .chain(args)
+                .collect::<Vec<_>>();
             nodes.push(SimNode {
                 log_path: state_dir.join("sim.log"),
                 hostname: r.hostname,

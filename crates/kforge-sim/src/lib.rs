@@ -20,6 +20,7 @@
 
 pub mod apid;
 pub mod auth;
+pub mod command;
 pub mod control;
 pub mod error;
 pub mod etcd;
