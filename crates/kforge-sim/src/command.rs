@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::settings::{self, Faults, SimSettings};
 use clap::Parser;
 use kforge_machine::nodeconfig::Mode;
-use crate::settings::{self, Faults, SimSettings};
 
 /// A simulated Talos node: the Talos API on <address>:<port> (maintenance mode until a
 /// config is applied, then apid with mutual TLS), trustd on control-plane nodes, a real
@@ -91,6 +91,10 @@ struct Args {
     /// Start hung (connections accepted, never answered).
     #[arg(long)]
     pause: bool,
+    /// Stop (as on SIGTERM) when the process with this PID, the one that started the node,
+    /// exits — even when it is killed.
+    #[arg(long)]
+    parent_pid: Option<i32>,
     /// No log lines on stderr.
     #[arg(long, short)]
     quiet: bool,
@@ -112,6 +116,16 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     let args = Args::parse_from(args);
+    if let Some(parent) = args.parent_pid {
+        if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM) {
+            eprintln!("error: cannot follow the parent process: {e}");
+            return ExitCode::FAILURE;
+        }
+        // The parent may have died before the line above took effect.
+        if nix::unistd::getppid().as_raw() != parent {
+            return ExitCode::FAILURE;
+        }
+    }
     let mut s = SimSettings::new(args.address, &args.state_dir);
     s.api_port = args.port;
     s.trustd_port = args.trustd_port;

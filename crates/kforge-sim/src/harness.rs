@@ -8,7 +8,9 @@
 //!
 //! Every node process leads its own process group (its etcd is in it), and a
 //! [`SimNode`] kills that group when dropped — also when a test panics — so nothing
-//! outlives the test.
+//! outlives the test. A node also stops by itself when the thread that started it exits
+//! (`--parent-pid`, Linux's parent-death signal), which covers a SIGKILLed test or
+//! `kforge demo`: start nodes from a thread that lives as long as the cluster.
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -490,17 +492,20 @@ impl SimNode {
                 path: self.log_path.clone(),
                 source,
             })?;
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        command
             .args(&self.args)
+            // Dies with this process, even a SIGKILLed one: no node outlives a test or demo.
+            .arg("--parent-pid")
+            .arg(std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
-            .process_group(0)
-            .spawn()
-            .map_err(|source| HarnessError::Spawn {
-                address: self.address,
-                source,
-            })?;
+            .process_group(0);
+        let child = command.spawn().map_err(|source| HarnessError::Spawn {
+            address: self.address,
+            source,
+        })?;
         self.child = Some(child);
         Ok(())
     }
@@ -633,6 +638,27 @@ impl SimCluster {
             }
         };
         let rendered_nodes = render_nodes(&spec, &bundle)?;
+        SimCluster::start_rendered(spec, rendered_nodes, bundle, binary).await
+    }
+
+    /// Starts one node (in maintenance mode) per rendered config — configs rendered
+    /// elsewhere, e.g. by `kforge demo` from a real cluster file; `spec` gives the name,
+    /// delays, the VIP and the state directory (its node counts and subnet are not used).
+    /// Returns once every node listens.
+    pub async fn start_rendered(
+        spec: ClusterSpec,
+        rendered_nodes: Vec<kforge_machine::RenderedNode>,
+        bundle: SecretsBundle,
+        binary: &SimBinary,
+    ) -> Result<SimCluster, HarnessError> {
+        if !binary.path().is_file() {
+            return Err(HarnessError::BinaryMissing {
+                looked: binary.path().display().to_string(),
+            });
+        }
+        if rendered_nodes.iter().any(|n| n.control_plane) && find_in_path("etcd").is_none() {
+            return Err(HarnessError::EtcdMissing);
+        }
         let rendered = rendered_nodes
             .iter()
             .map(rendered_config)

@@ -565,7 +565,17 @@ async fn api_server_kubelets_and_vip() {
             via_vip
                 .nodes()
                 .await
-                .is_ok_and(|ns| ns.iter().any(|n| n.name == "w-1" && n.ready == Some(false)))
+                // The condition and the taint are two writes (as in Kubernetes, where
+                // the taint manager follows the status update): wait for both.
+                .is_ok_and(|ns| {
+                    ns.iter().any(|n| {
+                        n.name == "w-1"
+                            && n.ready == Some(false)
+                            && n.taints
+                                .iter()
+                                .any(|t| t.key == "node.kubernetes.io/unreachable")
+                    })
+                })
         },
     )
     .await;

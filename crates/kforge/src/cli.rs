@@ -66,6 +66,11 @@ pub enum Command {
         after_help = "Example:\n  kforge drill failover --node cp-2"
     )]
     Drill(DrillCommand),
+    /// Run the whole job on simulated nodes: the solana example on loopback, `up`, `health`, `drill failover`, then tear it all down
+    #[command(
+        after_help = "Example:\n  kforge demo                  # about 30 s; needs `etcd` on PATH (Debian etcd-server)"
+    )]
+    Demo(DemoArgs),
     /// Talk to Talos nodes directly (the subset of talosctl kforge needs)
     #[command(
         subcommand,
@@ -233,6 +238,16 @@ pub struct UpArgs {
     /// Port of the Talos API on every node
     #[arg(long, default_value_t = 50000, hide = true)]
     pub talos_port: u16,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Progress output
+    #[arg(long, value_enum, default_value = "auto")]
+    pub output: ProgressOutput,
+    /// First three octets of the loopback addresses the nodes use (default: a free 127.77.N)
+    #[arg(long, value_name = "A.B.C", hide = true)]
+    pub subnet: Option<String>,
 }
 
 #[derive(Args, Debug)]

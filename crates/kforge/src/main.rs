@@ -17,7 +17,18 @@ pub enum Outcome {
     Failure,
 }
 
+/// The hidden first argument that makes this binary a simulated Talos node (`kforge-sim`),
+/// so `kforge demo` needs no second executable.
+pub const SIM_NODE_ARG: &str = "__sim-node";
+
 fn main() -> ExitCode {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == SIM_NODE_ARG)
+    {
+        let rest = std::env::args_os().skip(2);
+        return kforge_sim::command::main(std::iter::once("kforge-sim".into()).chain(rest));
+    }
     let cli = cli::Cli::parse();
     match commands::run(cli) {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

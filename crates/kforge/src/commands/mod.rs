@@ -1,5 +1,6 @@
 //! One module per command; each calls library functions and reports through `report`.
 
+mod demo;
 mod gencommand;
 mod genconfig;
 mod gensecret;
@@ -35,6 +36,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Plan(a) => up::up(&a, true),
         Command::Health(a) => up::health(&a),
         Command::Drill(crate::cli::DrillCommand::Failover(a)) => up::drill(&a),
+        Command::Demo(a) => demo::run(&a),
         Command::Sops(c) => sops::run(&c),
         Command::Init(a) => init::run(&a),
         Command::Schema => schema::run(),

@@ -354,7 +354,7 @@ pub fn health(args: &HealthArgs) -> Result<Outcome> {
     progress.finish();
     match result {
         Ok(report) => {
-            print!("{report}");
+            println!("{report}");
             Ok(Outcome::Success)
         }
         Err(kforge_deploy::HealthError::Unhealthy {
@@ -362,7 +362,7 @@ pub fn health(args: &HealthArgs) -> Result<Outcome> {
             check,
             message,
         }) => {
-            print!("{report}");
+            println!("{report}");
             eprintln!("error: the cluster is not healthy: {check}: {message}");
             Ok(Outcome::Failure)
         }
@@ -397,7 +397,7 @@ pub fn drill(args: &DrillArgs) -> Result<Outcome> {
     progress.finish();
     match result {
         Ok(report) => {
-            print!("{report}");
+            println!("{report}");
             Ok(Outcome::Success)
         }
         Err(e) => Err(e.into()),
