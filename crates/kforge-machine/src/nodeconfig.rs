@@ -385,14 +385,13 @@ fn v1alpha1(c: &mut Checker, v: &Value, mode: Mode, docs: &[Value]) {
                     .as_str()
                     .and_then(|s| s.rsplit_once(':'))
                     .map(|(_, e)| e);
-                if let Some(e) = effect {
-                    if !matches!(e, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+                if let Some(e) = effect
+                    && !matches!(e, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
                         c.err(
                             &format!("machine.{key}.{k}"),
                             format!("unknown taint effect `{e}`"),
                         );
                     }
-                }
             }
         }
     }
@@ -416,14 +415,13 @@ fn v1alpha1(c: &mut Checker, v: &Value, mode: Mode, docs: &[Value]) {
             }
         }
     }
-    if let Some(d) = text(cl, "network.dnsDomain") {
-        if !kforge_spec::validate::is_dns_name(d) {
+    if let Some(d) = text(cl, "network.dnsDomain")
+        && !kforge_spec::validate::is_dns_name(d) {
             c.err(
                 "cluster.network.dnsDomain",
                 format!("`{d}` is not a valid DNS domain"),
             );
         }
-    }
     if let Some(cni) = get(cl, "network.cni") {
         let name = text(cni, "name").unwrap_or("flannel");
         let urls = get(cni, "urls")
@@ -527,14 +525,13 @@ fn v1alpha1(c: &mut Checker, v: &Value, mode: Mode, docs: &[Value]) {
             );
         }
     }
-    if has_kind("LinkConfig") || has_kind("BondConfig") || has_kind("VLANConfig") {
-        if get(m, "network.interfaces")
+    if (has_kind("LinkConfig") || has_kind("BondConfig") || has_kind("VLANConfig"))
+        && get(m, "network.interfaces")
             .and_then(Value::as_array)
             .is_some_and(|a| !a.is_empty())
         {
             c.warn("machine.network.interfaces", "legacy `machine.network.interfaces` beside network documents; move them into LinkConfig/BondConfig/VLANConfig documents");
         }
-    }
 }
 
 fn document(c: &mut Checker, d: &Value, id: &DocumentId, talos_minor: Option<u64>) {
@@ -551,8 +548,8 @@ fn document(c: &mut Checker, d: &Value, id: &DocumentId, talos_minor: Option<u64
             return;
         }
         Some((_, since)) => {
-            if let Some(minor) = talos_minor {
-                if minor < *since {
+            if let Some(minor) = talos_minor
+                && minor < *since {
                     c.err(
                         "kind",
                         format!(
@@ -561,7 +558,6 @@ fn document(c: &mut Checker, d: &Value, id: &DocumentId, talos_minor: Option<u64
                         ),
                     );
                 }
-            }
         }
     }
     if !UNNAMED_KINDS.contains(&id.kind.as_str())
@@ -604,27 +600,25 @@ fn document(c: &mut Checker, d: &Value, id: &DocumentId, talos_minor: Option<u64
         }
         "HostnameConfig" => {
             let auto = text(d, "auto");
-            if let Some(a) = auto {
-                if !matches!(a, "stable" | "off") {
+            if let Some(a) = auto
+                && !matches!(a, "stable" | "off") {
                     c.err(
                         "auto",
                         format!("HostnameConfig `auto` must be stable or off, found `{a}`"),
                     );
                 }
-            }
             if auto == Some("stable") && text(d, "hostname").is_some() {
                 c.err("hostname", "HostnameConfig sets both `hostname` and `auto: stable`; set `auto: off` with a static hostname");
             }
         }
-        "StaticHostConfig" => {
+        "StaticHostConfig"
             if id
                 .name
                 .as_deref()
                 .is_some_and(|n| n.parse::<IpAddr>().is_err())
-            {
+            => {
                 c.err("name", "StaticHostConfig name must be an IP address");
             }
-        }
         _ => {}
     }
 }

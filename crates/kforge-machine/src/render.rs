@@ -80,6 +80,8 @@ pub fn render_cluster(
 }
 
 /// The Talos version the cluster targets and its contract.
+// Called once per run; boxing the diagnostic would buy nothing.
+#[allow(clippy::result_large_err)]
 pub fn cluster_contract(cluster: &Cluster) -> Result<(String, Gates), Diagnostic> {
     let raw = cluster
         .file
@@ -471,11 +473,10 @@ fn base_config(
     if let Some(d) = &cx.node.install_disk {
         install.insert("disk".into(), Value::from(d.as_str()));
     }
-    if let Some(sel) = &cx.node.install_disk_selector {
-        if let Ok(v) = serde_json::to_value(sel) {
+    if let Some(sel) = &cx.node.install_disk_selector
+        && let Ok(v) = serde_json::to_value(sel) {
             install.insert("diskSelector".into(), strip_nulls(v));
         }
-    }
     if !kernel_args.is_empty() {
         install.insert("extraKernelArgs".into(), json!(kernel_args));
     }
@@ -529,11 +530,10 @@ fn base_config(
         );
     }
     let mut net = Mapping::new();
-    if let Some(cni) = &f.cni_config {
-        if let Ok(v) = serde_json::to_value(cni) {
+    if let Some(cni) = &f.cni_config
+        && let Ok(v) = serde_json::to_value(cni) {
             net.insert("cni".into(), strip_nulls(v));
         }
-    }
     net.insert(
         "dnsDomain".into(),
         Value::from(f.domain.clone().unwrap_or_else(|| "cluster.local".into())),
@@ -586,11 +586,10 @@ fn base_config(
             Value::from(format!("registry.k8s.io/kube-apiserver:v{k8s}")),
         );
         let mut api_sans: Vec<String> = Vec::new();
-        if g.cluster_sans_from_endpoint() {
-            if let Ok((host, _)) = kforge_spec::validate::parse_endpoint(&endpoint) {
+        if g.cluster_sans_from_endpoint()
+            && let Ok((host, _)) = kforge_spec::validate::parse_endpoint(&endpoint) {
                 api_sans.push(host);
             }
-        }
         for san in f.additional_api_server_cert_sans.iter().flatten() {
             if !api_sans.contains(san) {
                 api_sans.push(san.clone());
@@ -808,18 +807,16 @@ fn insert_ordered(m: &mut Mapping, key: &str, value: Value) {
 fn node_overrides(cx: &mut Ctx<'_>, v1: &mut Value) {
     let cfg = cx.node.config.clone();
     let g = cx.gates;
-    if let Some(disks) = &cfg.machine_disks {
-        if let Ok(val) = serde_json::to_value(disks) {
+    if let Some(disks) = &cfg.machine_disks
+        && let Ok(val) = serde_json::to_value(disks) {
             section(v1, &["machine"]).insert("disks".into(), strip_nulls(val));
             let m = section(v1, &["machine"]);
             reorder(m);
         }
-    }
-    if let Some(mods) = cfg.kernel_modules.as_ref().filter(|m| !m.is_empty()) {
-        if let Ok(val) = serde_json::to_value(mods) {
+    if let Some(mods) = cfg.kernel_modules.as_ref().filter(|m| !m.is_empty())
+        && let Ok(val) = serde_json::to_value(mods) {
             section(v1, &["machine", "kernel"]).insert("modules".into(), strip_nulls(val));
         }
-    }
     for (key, map) in [
         ("nodeLabels", &cfg.node_labels),
         ("nodeAnnotations", &cfg.node_annotations),
@@ -865,11 +862,10 @@ fn node_overrides(cx: &mut Ctx<'_>, v1: &mut Value) {
         if !cx.node.ignore_hostname && !cx.node.hostname.is_empty() {
             net.insert("hostname".into(), Value::from(cx.node.hostname.as_str()));
         }
-        if let Some(ifs) = cfg.network_interfaces.as_ref().filter(|d| !d.is_empty()) {
-            if let Ok(val) = serde_json::to_value(ifs) {
+        if let Some(ifs) = cfg.network_interfaces.as_ref().filter(|d| !d.is_empty())
+            && let Ok(val) = serde_json::to_value(ifs) {
                 net.insert("interfaces".into(), strip_nulls(val));
             }
-        }
         if let Some(ns) = cfg.nameservers.as_ref().filter(|n| !n.is_empty()) {
             net.insert("nameservers".into(), json!(ns));
         }
@@ -1004,13 +1000,12 @@ fn multidoc(cx: &mut Ctx<'_>) -> Vec<Value> {
             .then_some(cx.node.hostname.as_str());
         docs.push(network::hostname(name));
     }
-    if let Some(fw) = &cfg.ingress_firewall {
-        if require(cx, g.network_rule_documents(), "ingressFirewall", "1.6") {
+    if let Some(fw) = &cfg.ingress_firewall
+        && require(cx, g.network_rule_documents(), "ingressFirewall", "1.6") {
             docs.extend(firewall_docs(fw));
         }
-    }
-    if let Some(services) = cfg.extension_services.as_ref().filter(|s| !s.is_empty()) {
-        if require(
+    if let Some(services) = cfg.extension_services.as_ref().filter(|s| !s.is_empty())
+        && require(
             cx,
             g.extension_service_documents(),
             "extensionServices",
@@ -1018,17 +1013,14 @@ fn multidoc(cx: &mut Ctx<'_>) -> Vec<Value> {
         ) {
             docs.extend(services.iter().map(extension_doc));
         }
-    }
-    if let Some(vols) = cfg.volumes.as_ref().filter(|v| !v.is_empty()) {
-        if require(cx, g.volume_config_documents(), "volumes", "1.8") {
+    if let Some(vols) = cfg.volumes.as_ref().filter(|v| !v.is_empty())
+        && require(cx, g.volume_config_documents(), "volumes", "1.8") {
             docs.extend(vols.iter().map(volume_doc));
         }
-    }
-    if let Some(vols) = cfg.user_volumes.as_ref().filter(|v| !v.is_empty()) {
-        if require(cx, g.user_volume_documents(), "userVolumes", "1.10") {
+    if let Some(vols) = cfg.user_volumes.as_ref().filter(|v| !v.is_empty())
+        && require(cx, g.user_volume_documents(), "userVolumes", "1.10") {
             docs.extend(vols.iter().map(user_volume_doc));
         }
-    }
     if g.multidoc_network() {
         docs.extend(network::links(
             cfg.network_interfaces.as_deref().unwrap_or_default(),
@@ -1075,16 +1067,14 @@ fn firewall_docs(fw: &IngressFirewall) -> Vec<Value> {
             "name".into(),
             Value::from(r.name.clone().unwrap_or_default()),
         );
-        if let Some(ps) = &r.port_selector {
-            if let Ok(v) = serde_json::to_value(ps) {
+        if let Some(ps) = &r.port_selector
+            && let Ok(v) = serde_json::to_value(ps) {
                 m.insert("portSelector".into(), strip_nulls(v));
             }
-        }
-        if let Some(ing) = &r.ingress {
-            if let Ok(v) = serde_json::to_value(ing) {
+        if let Some(ing) = &r.ingress
+            && let Ok(v) = serde_json::to_value(ing) {
                 m.insert("ingress".into(), strip_nulls(v));
             }
-        }
         out.push(Value::Object(m));
     }
     out
@@ -1096,11 +1086,10 @@ fn extension_doc(s: &ExtensionService) -> Value {
         "name".into(),
         Value::from(s.name.clone().unwrap_or_default()),
     );
-    if let Some(files) = s.config_files.as_ref().filter(|f| !f.is_empty()) {
-        if let Ok(v) = serde_json::to_value(files) {
+    if let Some(files) = s.config_files.as_ref().filter(|f| !f.is_empty())
+        && let Ok(v) = serde_json::to_value(files) {
             m.insert("configFiles".into(), strip_nulls(v));
         }
-    }
     if let Some(env) = s.environment.as_ref().filter(|e| !e.is_empty()) {
         m.insert("environment".into(), json!(env));
     }
@@ -1113,16 +1102,14 @@ fn volume_doc(v: &Volume) -> Value {
         "name".into(),
         Value::from(v.name.clone().unwrap_or_default()),
     );
-    if let Some(p) = &v.provisioning {
-        if let Ok(val) = serde_json::to_value(p) {
+    if let Some(p) = &v.provisioning
+        && let Ok(val) = serde_json::to_value(p) {
             m.insert("provisioning".into(), strip_nulls(val));
         }
-    }
-    if let Some(e) = &v.encryption {
-        if let Ok(val) = serde_json::to_value(e) {
+    if let Some(e) = &v.encryption
+        && let Ok(val) = serde_json::to_value(e) {
             m.insert("encryption".into(), strip_nulls(val));
         }
-    }
     Value::Object(m)
 }
 

@@ -558,8 +558,8 @@ impl<'de> de::MapAccess<'de> for MapAccess<'_, 'de> {
         seed: K,
     ) -> Result<Option<K::Value>, DecodeError> {
         for entry in self.entries.by_ref() {
-            if let Some(fields) = self.fields {
-                if !fields.contains(&entry.key.as_str()) {
+            if let Some(fields) = self.fields
+                && !fields.contains(&entry.key.as_str()) {
                     self.de.issues.borrow_mut().push(Issue {
                         path: self.de.path.key(entry.key.clone()),
                         span: entry.key_span,
@@ -570,7 +570,6 @@ impl<'de> de::MapAccess<'de> for MapAccess<'_, 'de> {
                     });
                     continue;
                 }
-            }
             self.pending = Some(entry);
             let key: de::value::StrDeserializer<'_, DecodeError> =
                 entry.key.as_str().into_deserializer();

@@ -334,7 +334,7 @@ impl SourceFile {
         let Seg::Key(k) = last else {
             return self.locate(path);
         };
-        let parent_node = node_at(&self.root, &parent.to_vec())?;
+        let parent_node = node_at(&self.root, parent)?;
         let entry = parent_node.entry(k)?;
         Some(self.locate_span(entry.key_span))
     }

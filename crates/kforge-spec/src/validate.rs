@@ -187,8 +187,8 @@ impl Validator<'_> {
                     .help("write it like `v1.35.0`");
                 }
                 Some(kv) => {
-                    if let Some(c) = contract {
-                        if !c.supports_kubernetes(&kv) {
+                    if let Some(c) = contract
+                        && !c.supports_kubernetes(&kv) {
                             self.err(
                                 "k8s-compat",
                                 &root.key("kubernetesVersion"),
@@ -199,7 +199,6 @@ impl Validator<'_> {
                                 c.kubernetes_range()
                             ));
                         }
-                    }
                 }
             },
         }
@@ -225,15 +224,14 @@ impl Validator<'_> {
                 }
             }
         }
-        if let Some(d) = &f.domain {
-            if !is_dns_name(d) {
+        if let Some(d) = &f.domain
+            && !is_dns_name(d) {
                 self.err(
                     "domain",
                     &root.key("domain"),
                     format!("`{d}` is not a valid DNS domain"),
                 );
             }
-        }
         for (key, nets) in [
             ("clusterPodNets", &f.cluster_pod_nets),
             ("clusterSvcNets", &f.cluster_svc_nets),
@@ -355,8 +353,8 @@ impl Validator<'_> {
     }
 
     fn check_file_ref(&mut self, path: &Path, value: &str) {
-        if let Some(file) = self.c.file_ref(value) {
-            if !self.reader.exists(&file) {
+        if let Some(file) = self.c.file_ref(value)
+            && !self.reader.exists(&file) {
                 self.err(
                     "missing-file",
                     path,
@@ -364,7 +362,6 @@ impl Validator<'_> {
                 )
                 .help("`@` paths are relative to the cluster file's directory");
             }
-        }
     }
 
     /// Whether `nodes[i]` was written as something other than a mapping (a type error
@@ -477,8 +474,8 @@ impl Validator<'_> {
             );
         }
         if let Some(sel) = &n.install_disk_selector {
-            if let Some(size) = &sel.size {
-                if parse_size_match(size).is_none() {
+            if let Some(size) = &sel.size
+                && parse_size_match(size).is_none() {
                     self.err(
                         "size",
                         &np.key("installDiskSelector").key("size"),
@@ -486,9 +483,8 @@ impl Validator<'_> {
                     )
                     .help("write e.g. `4GB`, `>= 1TB` or `<= 2TiB`");
                 }
-            }
-            if let Some(t) = &sel.disk_type {
-                if !matches!(t.as_str(), "ssd" | "hdd" | "nvme" | "sd") {
+            if let Some(t) = &sel.disk_type
+                && !matches!(t.as_str(), "ssd" | "hdd" | "nvme" | "sd") {
                     self.err(
                         "disk-type",
                         &np.key("installDiskSelector").key("type"),
@@ -496,7 +492,6 @@ impl Validator<'_> {
                     )
                     .label("expected ssd, hdd, nvme or sd");
                 }
-            }
         }
         let cfg = &n.config;
         if let Some(url) = &cfg.talos_image_url {
@@ -535,12 +530,11 @@ impl Validator<'_> {
                 Some((v, e)) => (v, Some(e)),
                 None => (val.as_str(), None),
             };
-            if let Some(e) = effect {
-                if !matches!(e, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+            if let Some(e) = effect
+                && !matches!(e, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
                     self.err("taint", &p, format!("unknown taint effect `{e}`"))
                         .label("expected NoSchedule, PreferNoSchedule or NoExecute");
                 }
-            }
             if !value.is_empty() && !is_label_value(value) {
                 self.err("taint", &p, format!("`{value}` is not a valid taint value"));
             }
@@ -606,8 +600,8 @@ impl Validator<'_> {
                     self.err("machine-file", &p, "machine file needs a `path`");
                 }
             }
-            if let Some(perm) = mf.permissions {
-                if perm > 0o7777 {
+            if let Some(perm) = mf.permissions
+                && perm > 0o7777 {
                     self.err(
                         "machine-file",
                         &p.key("permissions"),
@@ -615,7 +609,6 @@ impl Validator<'_> {
                     )
                     .help("write e.g. `0o644`");
                 }
-            }
             if let Some(content) = &mf.content {
                 self.check_file_ref(&p.key("content"), content);
             }
@@ -689,12 +682,11 @@ impl Validator<'_> {
                 }
             }
             self.routes(&p.key("routes"), d.routes.as_deref().unwrap_or_default());
-            if let Some(mtu) = d.mtu {
-                if !(68..=65535).contains(&mtu) {
+            if let Some(mtu) = d.mtu
+                && !(68..=65535).contains(&mtu) {
                     self.err("mtu", &p.key("mtu"), format!("MTU {mtu} is out of range"))
                         .label("expected 68 to 65535");
                 }
-            }
             if let Some(vip) = d.vip.as_ref().and_then(|v| v.ip.as_ref()) {
                 if vip.parse::<IpAddr>().is_err() {
                     self.err(
@@ -732,29 +724,26 @@ impl Validator<'_> {
                     );
                 }
                 for (j, member) in ifs.iter().enumerate() {
-                    if let Some(prev) = bonded.insert(member.clone(), i) {
-                        if prev != i {
+                    if let Some(prev) = bonded.insert(member.clone(), i)
+                        && prev != i {
                             self.err(
                                 "network",
                                 &p.key("bond").key("interfaces").index(j),
                                 format!("`{member}` is already a member of another bond"),
                             );
                         }
-                    }
                     // A member configured as its own device must agree with the bond's MTU.
                     if let (Some(bond_mtu), Some(member_dev)) = (
                         d.mtu,
                         devices
                             .iter()
                             .position(|x| x.interface.as_deref() == Some(member)),
-                    ) {
-                        if let Some(m) = devices[member_dev].mtu {
-                            if m != bond_mtu {
+                    )
+                        && let Some(m) = devices[member_dev].mtu
+                            && m != bond_mtu {
                                 self.err("mtu", &base.index(member_dev).key("mtu"), format!("bond member `{member}` has MTU {m} but its bond has MTU {bond_mtu}"))
                                     .help("members of a bond carry the bond's MTU; make them equal");
                             }
-                        }
-                    }
                 }
                 let links = ifs.len() + sels.len();
                 if bond.mode.as_deref() == Some("802.3ad") && links < 2 {
@@ -795,8 +784,8 @@ impl Validator<'_> {
                         self.err("vlan", &vp, "VLAN needs a `vlanId`");
                     }
                 }
-                if let (Some(vm), Some(pm)) = (vlan.mtu, d.mtu) {
-                    if vm > pm {
+                if let (Some(vm), Some(pm)) = (vlan.mtu, d.mtu)
+                    && vm > pm {
                         self.err(
                             "mtu",
                             &vp.key("mtu"),
@@ -804,7 +793,6 @@ impl Validator<'_> {
                         )
                         .help("a VLAN cannot carry frames larger than its parent link");
                     }
-                }
                 for (k, a) in vlan.addresses.iter().flatten().enumerate() {
                     if parse_addr(a).is_none() {
                         self.err(
@@ -825,24 +813,22 @@ impl Validator<'_> {
     fn routes(&mut self, base: &Path, routes: &[crate::model::Route]) {
         for (i, r) in routes.iter().enumerate() {
             let p = base.index(i);
-            if let Some(net) = &r.network {
-                if !net.is_empty() && net.parse::<IpNet>().is_err() {
+            if let Some(net) = &r.network
+                && !net.is_empty() && net.parse::<IpNet>().is_err() {
                     self.err(
                         "route",
                         &p.key("network"),
                         format!("route network `{net}` is not a CIDR"),
                     );
                 }
-            }
-            if let Some(gw) = &r.gateway {
-                if !gw.is_empty() && gw.parse::<IpAddr>().is_err() {
+            if let Some(gw) = &r.gateway
+                && !gw.is_empty() && gw.parse::<IpAddr>().is_err() {
                     self.err(
                         "route",
                         &p.key("gateway"),
                         format!("gateway `{gw}` is not an IP address"),
                     );
                 }
-            }
         }
     }
 
@@ -851,8 +837,8 @@ impl Validator<'_> {
             return;
         };
         let p = self.c.node_field_path(n, "ingressFirewall");
-        if let Some(a) = &fw.default_action {
-            if !matches!(a.as_str(), "accept" | "block") {
+        if let Some(a) = &fw.default_action
+            && !matches!(a.as_str(), "accept" | "block") {
                 self.err(
                     "firewall",
                     &p.key("defaultAction"),
@@ -860,7 +846,6 @@ impl Validator<'_> {
                 )
                 .label("expected accept or block");
             }
-        }
         let mut names = HashSet::new();
         for (i, r) in fw.rules.iter().flatten().enumerate() {
             let rp = p.key("rules").index(i);
@@ -917,15 +902,14 @@ impl Validator<'_> {
             }
             for (j, ing) in r.ingress.iter().flatten().enumerate() {
                 for (key, val) in [("subnet", &ing.subnet), ("except", &ing.except)] {
-                    if let Some(s) = val {
-                        if parse_addr(s).is_none() {
+                    if let Some(s) = val
+                        && parse_addr(s).is_none() {
                             self.err(
                                 "firewall",
                                 &rp.key("ingress").index(j).key(key),
                                 format!("`{s}` is not a subnet"),
                             );
                         }
-                    }
                 }
             }
         }
@@ -1001,8 +985,8 @@ impl Validator<'_> {
                     self.err("extension", &p, format!("extension `{e}` is listed twice"));
                 }
             }
-            if let Some(o) = &s.overlay {
-                if o.image.as_deref().unwrap_or("").is_empty()
+            if let Some(o) = &s.overlay
+                && o.image.as_deref().unwrap_or("").is_empty()
                     != o.name.as_deref().unwrap_or("").is_empty()
                 {
                     self.err(
@@ -1011,7 +995,6 @@ impl Validator<'_> {
                         "an overlay needs both `image` and `name`",
                     );
                 }
-            }
         }
     }
 
@@ -1020,8 +1003,8 @@ impl Validator<'_> {
             return;
         };
         let p = self.c.node_field_path(n, "machineSpec");
-        if let Some(a) = &ms.arch {
-            if !matches!(a.as_str(), "amd64" | "arm64") {
+        if let Some(a) = &ms.arch
+            && !matches!(a.as_str(), "amd64" | "arm64") {
                 self.err(
                     "machine-spec",
                     &p.key("arch"),
@@ -1029,9 +1012,8 @@ impl Validator<'_> {
                 )
                 .label("expected amd64 or arm64");
             }
-        }
-        if let Some(b) = &ms.boot_method {
-            if !matches!(b.as_str(), "iso" | "disk-image" | "pxe") {
+        if let Some(b) = &ms.boot_method
+            && !matches!(b.as_str(), "iso" | "disk-image" | "pxe") {
                 self.err(
                     "machine-spec",
                     &p.key("bootMethod"),
@@ -1039,7 +1021,6 @@ impl Validator<'_> {
                 )
                 .label("expected iso, disk-image or pxe");
             }
-        }
         if ms.use_uki == Some(true) && ms.secureboot != Some(true) {
             self.warn(
                 "machine-spec",
@@ -1052,8 +1033,8 @@ impl Validator<'_> {
     fn hardware(&mut self, n: &ResolvedNode) {
         let Some(hw) = &n.config.hardware else { return };
         let p = self.c.node_field_path(n, "hardware");
-        if let Some(m) = &hw.memory {
-            if parse_bytes(m).is_none() {
+        if let Some(m) = &hw.memory
+            && parse_bytes(m).is_none() {
                 self.err(
                     "hardware",
                     &p.key("memory"),
@@ -1061,19 +1042,17 @@ impl Validator<'_> {
                 )
                 .help("write e.g. `512GiB`");
             }
-        }
         if hw.cpus == Some(0) {
             self.err("hardware", &p.key("cpus"), "a machine has at least one CPU");
         }
-        if let (Some(numa), Some(cpus)) = (hw.numa_nodes, hw.cpus) {
-            if numa == 0 || numa > cpus {
+        if let (Some(numa), Some(cpus)) = (hw.numa_nodes, hw.cpus)
+            && (numa == 0 || numa > cpus) {
                 self.err(
                     "hardware",
                     &p.key("numaNodes"),
                     format!("{numa} NUMA nodes do not fit {cpus} CPUs"),
                 );
             }
-        }
         for (role, dev) in hw.disks.iter().flatten() {
             if !dev.starts_with("/dev/") {
                 self.err(
@@ -1659,7 +1638,7 @@ pub fn parse_bytes(v: &IntOrString) -> Option<u64> {
         _ => return None,
     };
     let bytes = num * mult;
-    (bytes.is_finite() && bytes >= 0.0 && bytes < 1.8e19).then_some(bytes as u64)
+    (bytes.is_finite() && (0.0..1.8e19).contains(&bytes)).then_some(bytes as u64)
 }
 
 /// A disk-size match: optional comparison operator and a size.

@@ -43,11 +43,10 @@ pub fn resolve_plain(s: &str) -> Scalar {
             return Scalar::UInt(u);
         }
     }
-    if is_yaml_style_float(&plain) {
-        if let Some(f) = parse_go_float(&plain) {
+    if is_yaml_style_float(&plain)
+        && let Some(f) = parse_go_float(&plain) {
             return Scalar::Float(f);
         }
-    }
     Scalar::Str
 }
 
