@@ -386,12 +386,13 @@ fn v1alpha1(c: &mut Checker, v: &Value, mode: Mode, docs: &[Value]) {
                     .and_then(|s| s.rsplit_once(':'))
                     .map(|(_, e)| e);
                 if let Some(e) = effect
-                    && !matches!(e, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
-                        c.err(
-                            &format!("machine.{key}.{k}"),
-                            format!("unknown taint effect `{e}`"),
-                        );
-                    }
+                    && !matches!(e, "NoSchedule" | "PreferNoSchedule" | "NoExecute")
+                {
+                    c.err(
+                        &format!("machine.{key}.{k}"),
+                        format!("unknown taint effect `{e}`"),
+                    );
+                }
             }
         }
     }
@@ -416,12 +417,13 @@ fn v1alpha1(c: &mut Checker, v: &Value, mode: Mode, docs: &[Value]) {
         }
     }
     if let Some(d) = text(cl, "network.dnsDomain")
-        && !kforge_spec::validate::is_dns_name(d) {
-            c.err(
-                "cluster.network.dnsDomain",
-                format!("`{d}` is not a valid DNS domain"),
-            );
-        }
+        && !kforge_spec::validate::is_dns_name(d)
+    {
+        c.err(
+            "cluster.network.dnsDomain",
+            format!("`{d}` is not a valid DNS domain"),
+        );
+    }
     if let Some(cni) = get(cl, "network.cni") {
         let name = text(cni, "name").unwrap_or("flannel");
         let urls = get(cni, "urls")
@@ -529,9 +531,9 @@ fn v1alpha1(c: &mut Checker, v: &Value, mode: Mode, docs: &[Value]) {
         && get(m, "network.interfaces")
             .and_then(Value::as_array)
             .is_some_and(|a| !a.is_empty())
-        {
-            c.warn("machine.network.interfaces", "legacy `machine.network.interfaces` beside network documents; move them into LinkConfig/BondConfig/VLANConfig documents");
-        }
+    {
+        c.warn("machine.network.interfaces", "legacy `machine.network.interfaces` beside network documents; move them into LinkConfig/BondConfig/VLANConfig documents");
+    }
 }
 
 fn document(c: &mut Checker, d: &Value, id: &DocumentId, talos_minor: Option<u64>) {
@@ -549,15 +551,16 @@ fn document(c: &mut Checker, d: &Value, id: &DocumentId, talos_minor: Option<u64
         }
         Some((_, since)) => {
             if let Some(minor) = talos_minor
-                && minor < *since {
-                    c.err(
-                        "kind",
-                        format!(
-                            "{} needs Talos ≥ 1.{since}; this config targets Talos 1.{minor}",
-                            id.kind
-                        ),
-                    );
-                }
+                && minor < *since
+            {
+                c.err(
+                    "kind",
+                    format!(
+                        "{} needs Talos ≥ 1.{since}; this config targets Talos 1.{minor}",
+                        id.kind
+                    ),
+                );
+            }
         }
     }
     if !UNNAMED_KINDS.contains(&id.kind.as_str())
@@ -601,12 +604,13 @@ fn document(c: &mut Checker, d: &Value, id: &DocumentId, talos_minor: Option<u64
         "HostnameConfig" => {
             let auto = text(d, "auto");
             if let Some(a) = auto
-                && !matches!(a, "stable" | "off") {
-                    c.err(
-                        "auto",
-                        format!("HostnameConfig `auto` must be stable or off, found `{a}`"),
-                    );
-                }
+                && !matches!(a, "stable" | "off")
+            {
+                c.err(
+                    "auto",
+                    format!("HostnameConfig `auto` must be stable or off, found `{a}`"),
+                );
+            }
             if auto == Some("stable") && text(d, "hostname").is_some() {
                 c.err("hostname", "HostnameConfig sets both `hostname` and `auto: stable`; set `auto: off` with a static hostname");
             }
@@ -615,10 +619,10 @@ fn document(c: &mut Checker, d: &Value, id: &DocumentId, talos_minor: Option<u64
             if id
                 .name
                 .as_deref()
-                .is_some_and(|n| n.parse::<IpAddr>().is_err())
-            => {
-                c.err("name", "StaticHostConfig name must be an IP address");
-            }
+                .is_some_and(|n| n.parse::<IpAddr>().is_err()) =>
+        {
+            c.err("name", "StaticHostConfig name must be an IP address");
+        }
         _ => {}
     }
 }

@@ -474,9 +474,10 @@ fn base_config(
         install.insert("disk".into(), Value::from(d.as_str()));
     }
     if let Some(sel) = &cx.node.install_disk_selector
-        && let Ok(v) = serde_json::to_value(sel) {
-            install.insert("diskSelector".into(), strip_nulls(v));
-        }
+        && let Ok(v) = serde_json::to_value(sel)
+    {
+        install.insert("diskSelector".into(), strip_nulls(v));
+    }
     if !kernel_args.is_empty() {
         install.insert("extraKernelArgs".into(), json!(kernel_args));
     }
@@ -531,9 +532,10 @@ fn base_config(
     }
     let mut net = Mapping::new();
     if let Some(cni) = &f.cni_config
-        && let Ok(v) = serde_json::to_value(cni) {
-            net.insert("cni".into(), strip_nulls(v));
-        }
+        && let Ok(v) = serde_json::to_value(cni)
+    {
+        net.insert("cni".into(), strip_nulls(v));
+    }
     net.insert(
         "dnsDomain".into(),
         Value::from(f.domain.clone().unwrap_or_else(|| "cluster.local".into())),
@@ -587,9 +589,10 @@ fn base_config(
         );
         let mut api_sans: Vec<String> = Vec::new();
         if g.cluster_sans_from_endpoint()
-            && let Ok((host, _)) = kforge_spec::validate::parse_endpoint(&endpoint) {
-                api_sans.push(host);
-            }
+            && let Ok((host, _)) = kforge_spec::validate::parse_endpoint(&endpoint)
+        {
+            api_sans.push(host);
+        }
         for san in f.additional_api_server_cert_sans.iter().flatten() {
             if !api_sans.contains(san) {
                 api_sans.push(san.clone());
@@ -808,15 +811,17 @@ fn node_overrides(cx: &mut Ctx<'_>, v1: &mut Value) {
     let cfg = cx.node.config.clone();
     let g = cx.gates;
     if let Some(disks) = &cfg.machine_disks
-        && let Ok(val) = serde_json::to_value(disks) {
-            section(v1, &["machine"]).insert("disks".into(), strip_nulls(val));
-            let m = section(v1, &["machine"]);
-            reorder(m);
-        }
+        && let Ok(val) = serde_json::to_value(disks)
+    {
+        section(v1, &["machine"]).insert("disks".into(), strip_nulls(val));
+        let m = section(v1, &["machine"]);
+        reorder(m);
+    }
     if let Some(mods) = cfg.kernel_modules.as_ref().filter(|m| !m.is_empty())
-        && let Ok(val) = serde_json::to_value(mods) {
-            section(v1, &["machine", "kernel"]).insert("modules".into(), strip_nulls(val));
-        }
+        && let Ok(val) = serde_json::to_value(mods)
+    {
+        section(v1, &["machine", "kernel"]).insert("modules".into(), strip_nulls(val));
+    }
     for (key, map) in [
         ("nodeLabels", &cfg.node_labels),
         ("nodeAnnotations", &cfg.node_annotations),
@@ -863,9 +868,10 @@ fn node_overrides(cx: &mut Ctx<'_>, v1: &mut Value) {
             net.insert("hostname".into(), Value::from(cx.node.hostname.as_str()));
         }
         if let Some(ifs) = cfg.network_interfaces.as_ref().filter(|d| !d.is_empty())
-            && let Ok(val) = serde_json::to_value(ifs) {
-                net.insert("interfaces".into(), strip_nulls(val));
-            }
+            && let Ok(val) = serde_json::to_value(ifs)
+        {
+            net.insert("interfaces".into(), strip_nulls(val));
+        }
         if let Some(ns) = cfg.nameservers.as_ref().filter(|n| !n.is_empty()) {
             net.insert("nameservers".into(), json!(ns));
         }
@@ -1001,26 +1007,30 @@ fn multidoc(cx: &mut Ctx<'_>) -> Vec<Value> {
         docs.push(network::hostname(name));
     }
     if let Some(fw) = &cfg.ingress_firewall
-        && require(cx, g.network_rule_documents(), "ingressFirewall", "1.6") {
-            docs.extend(firewall_docs(fw));
-        }
+        && require(cx, g.network_rule_documents(), "ingressFirewall", "1.6")
+    {
+        docs.extend(firewall_docs(fw));
+    }
     if let Some(services) = cfg.extension_services.as_ref().filter(|s| !s.is_empty())
         && require(
             cx,
             g.extension_service_documents(),
             "extensionServices",
             "1.7",
-        ) {
-            docs.extend(services.iter().map(extension_doc));
-        }
+        )
+    {
+        docs.extend(services.iter().map(extension_doc));
+    }
     if let Some(vols) = cfg.volumes.as_ref().filter(|v| !v.is_empty())
-        && require(cx, g.volume_config_documents(), "volumes", "1.8") {
-            docs.extend(vols.iter().map(volume_doc));
-        }
+        && require(cx, g.volume_config_documents(), "volumes", "1.8")
+    {
+        docs.extend(vols.iter().map(volume_doc));
+    }
     if let Some(vols) = cfg.user_volumes.as_ref().filter(|v| !v.is_empty())
-        && require(cx, g.user_volume_documents(), "userVolumes", "1.10") {
-            docs.extend(vols.iter().map(user_volume_doc));
-        }
+        && require(cx, g.user_volume_documents(), "userVolumes", "1.10")
+    {
+        docs.extend(vols.iter().map(user_volume_doc));
+    }
     if g.multidoc_network() {
         docs.extend(network::links(
             cfg.network_interfaces.as_deref().unwrap_or_default(),
@@ -1068,13 +1078,15 @@ fn firewall_docs(fw: &IngressFirewall) -> Vec<Value> {
             Value::from(r.name.clone().unwrap_or_default()),
         );
         if let Some(ps) = &r.port_selector
-            && let Ok(v) = serde_json::to_value(ps) {
-                m.insert("portSelector".into(), strip_nulls(v));
-            }
+            && let Ok(v) = serde_json::to_value(ps)
+        {
+            m.insert("portSelector".into(), strip_nulls(v));
+        }
         if let Some(ing) = &r.ingress
-            && let Ok(v) = serde_json::to_value(ing) {
-                m.insert("ingress".into(), strip_nulls(v));
-            }
+            && let Ok(v) = serde_json::to_value(ing)
+        {
+            m.insert("ingress".into(), strip_nulls(v));
+        }
         out.push(Value::Object(m));
     }
     out
@@ -1087,9 +1099,10 @@ fn extension_doc(s: &ExtensionService) -> Value {
         Value::from(s.name.clone().unwrap_or_default()),
     );
     if let Some(files) = s.config_files.as_ref().filter(|f| !f.is_empty())
-        && let Ok(v) = serde_json::to_value(files) {
-            m.insert("configFiles".into(), strip_nulls(v));
-        }
+        && let Ok(v) = serde_json::to_value(files)
+    {
+        m.insert("configFiles".into(), strip_nulls(v));
+    }
     if let Some(env) = s.environment.as_ref().filter(|e| !e.is_empty()) {
         m.insert("environment".into(), json!(env));
     }
@@ -1103,13 +1116,15 @@ fn volume_doc(v: &Volume) -> Value {
         Value::from(v.name.clone().unwrap_or_default()),
     );
     if let Some(p) = &v.provisioning
-        && let Ok(val) = serde_json::to_value(p) {
-            m.insert("provisioning".into(), strip_nulls(val));
-        }
+        && let Ok(val) = serde_json::to_value(p)
+    {
+        m.insert("provisioning".into(), strip_nulls(val));
+    }
     if let Some(e) = &v.encryption
-        && let Ok(val) = serde_json::to_value(e) {
-            m.insert("encryption".into(), strip_nulls(val));
-        }
+        && let Ok(val) = serde_json::to_value(e)
+    {
+        m.insert("encryption".into(), strip_nulls(val));
+    }
     Value::Object(m)
 }
 

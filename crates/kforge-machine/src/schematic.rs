@@ -18,9 +18,10 @@ pub fn canonical(s: &Schematic) -> Value {
         put_str(&mut m, "image", o.image.as_deref());
         put_str(&mut m, "name", o.name.as_deref());
         if let Some(opts) = &o.options
-            && !is_empty(opts) {
-                m.insert("options".into(), opts.clone());
-            }
+            && !is_empty(opts)
+        {
+            m.insert("options".into(), opts.clone());
+        }
         if !m.is_empty() {
             root.insert("overlay".into(), Value::Object(m));
         }

@@ -559,17 +559,18 @@ impl<'de> de::MapAccess<'de> for MapAccess<'_, 'de> {
     ) -> Result<Option<K::Value>, DecodeError> {
         for entry in self.entries.by_ref() {
             if let Some(fields) = self.fields
-                && !fields.contains(&entry.key.as_str()) {
-                    self.de.issues.borrow_mut().push(Issue {
-                        path: self.de.path.key(entry.key.clone()),
-                        span: entry.key_span,
-                        kind: IssueKind::UnknownKey {
-                            key: entry.key.clone(),
-                            suggestion: suggest(&entry.key, fields.iter().copied()),
-                        },
-                    });
-                    continue;
-                }
+                && !fields.contains(&entry.key.as_str())
+            {
+                self.de.issues.borrow_mut().push(Issue {
+                    path: self.de.path.key(entry.key.clone()),
+                    span: entry.key_span,
+                    kind: IssueKind::UnknownKey {
+                        key: entry.key.clone(),
+                        suggestion: suggest(&entry.key, fields.iter().copied()),
+                    },
+                });
+                continue;
+            }
             self.pending = Some(entry);
             let key: de::value::StrDeserializer<'_, DecodeError> =
                 entry.key.as_str().into_deserializer();

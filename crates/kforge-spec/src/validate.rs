@@ -188,17 +188,18 @@ impl Validator<'_> {
                 }
                 Some(kv) => {
                     if let Some(c) = contract
-                        && !c.supports_kubernetes(&kv) {
-                            self.err(
-                                "k8s-compat",
-                                &root.key("kubernetesVersion"),
-                                format!("Kubernetes {kv} is not supported by Talos {talos}"),
-                            )
-                            .label(format!(
-                                "Talos {c} supports Kubernetes {}",
-                                c.kubernetes_range()
-                            ));
-                        }
+                        && !c.supports_kubernetes(&kv)
+                    {
+                        self.err(
+                            "k8s-compat",
+                            &root.key("kubernetesVersion"),
+                            format!("Kubernetes {kv} is not supported by Talos {talos}"),
+                        )
+                        .label(format!(
+                            "Talos {c} supports Kubernetes {}",
+                            c.kubernetes_range()
+                        ));
+                    }
                 }
             },
         }
@@ -225,13 +226,14 @@ impl Validator<'_> {
             }
         }
         if let Some(d) = &f.domain
-            && !is_dns_name(d) {
-                self.err(
-                    "domain",
-                    &root.key("domain"),
-                    format!("`{d}` is not a valid DNS domain"),
-                );
-            }
+            && !is_dns_name(d)
+        {
+            self.err(
+                "domain",
+                &root.key("domain"),
+                format!("`{d}` is not a valid DNS domain"),
+            );
+        }
         for (key, nets) in [
             ("clusterPodNets", &f.cluster_pod_nets),
             ("clusterSvcNets", &f.cluster_svc_nets),
@@ -354,14 +356,15 @@ impl Validator<'_> {
 
     fn check_file_ref(&mut self, path: &Path, value: &str) {
         if let Some(file) = self.c.file_ref(value)
-            && !self.reader.exists(&file) {
-                self.err(
-                    "missing-file",
-                    path,
-                    format!("file `{}` does not exist", file.display()),
-                )
-                .help("`@` paths are relative to the cluster file's directory");
-            }
+            && !self.reader.exists(&file)
+        {
+            self.err(
+                "missing-file",
+                path,
+                format!("file `{}` does not exist", file.display()),
+            )
+            .help("`@` paths are relative to the cluster file's directory");
+        }
     }
 
     /// Whether `nodes[i]` was written as something other than a mapping (a type error
@@ -475,23 +478,25 @@ impl Validator<'_> {
         }
         if let Some(sel) = &n.install_disk_selector {
             if let Some(size) = &sel.size
-                && parse_size_match(size).is_none() {
-                    self.err(
-                        "size",
-                        &np.key("installDiskSelector").key("size"),
-                        format!("`{size}` is not a disk size"),
-                    )
-                    .help("write e.g. `4GB`, `>= 1TB` or `<= 2TiB`");
-                }
+                && parse_size_match(size).is_none()
+            {
+                self.err(
+                    "size",
+                    &np.key("installDiskSelector").key("size"),
+                    format!("`{size}` is not a disk size"),
+                )
+                .help("write e.g. `4GB`, `>= 1TB` or `<= 2TiB`");
+            }
             if let Some(t) = &sel.disk_type
-                && !matches!(t.as_str(), "ssd" | "hdd" | "nvme" | "sd") {
-                    self.err(
-                        "disk-type",
-                        &np.key("installDiskSelector").key("type"),
-                        format!("unknown disk type `{t}`"),
-                    )
-                    .label("expected ssd, hdd, nvme or sd");
-                }
+                && !matches!(t.as_str(), "ssd" | "hdd" | "nvme" | "sd")
+            {
+                self.err(
+                    "disk-type",
+                    &np.key("installDiskSelector").key("type"),
+                    format!("unknown disk type `{t}`"),
+                )
+                .label("expected ssd, hdd, nvme or sd");
+            }
         }
         let cfg = &n.config;
         if let Some(url) = &cfg.talos_image_url {
@@ -531,10 +536,11 @@ impl Validator<'_> {
                 None => (val.as_str(), None),
             };
             if let Some(e) = effect
-                && !matches!(e, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
-                    self.err("taint", &p, format!("unknown taint effect `{e}`"))
-                        .label("expected NoSchedule, PreferNoSchedule or NoExecute");
-                }
+                && !matches!(e, "NoSchedule" | "PreferNoSchedule" | "NoExecute")
+            {
+                self.err("taint", &p, format!("unknown taint effect `{e}`"))
+                    .label("expected NoSchedule, PreferNoSchedule or NoExecute");
+            }
             if !value.is_empty() && !is_label_value(value) {
                 self.err("taint", &p, format!("`{value}` is not a valid taint value"));
             }
@@ -601,14 +607,15 @@ impl Validator<'_> {
                 }
             }
             if let Some(perm) = mf.permissions
-                && perm > 0o7777 {
-                    self.err(
-                        "machine-file",
-                        &p.key("permissions"),
-                        format!("permissions {perm:#o} are not a file mode"),
-                    )
-                    .help("write e.g. `0o644`");
-                }
+                && perm > 0o7777
+            {
+                self.err(
+                    "machine-file",
+                    &p.key("permissions"),
+                    format!("permissions {perm:#o} are not a file mode"),
+                )
+                .help("write e.g. `0o644`");
+            }
             if let Some(content) = &mf.content {
                 self.check_file_ref(&p.key("content"), content);
             }
@@ -683,10 +690,11 @@ impl Validator<'_> {
             }
             self.routes(&p.key("routes"), d.routes.as_deref().unwrap_or_default());
             if let Some(mtu) = d.mtu
-                && !(68..=65535).contains(&mtu) {
-                    self.err("mtu", &p.key("mtu"), format!("MTU {mtu} is out of range"))
-                        .label("expected 68 to 65535");
-                }
+                && !(68..=65535).contains(&mtu)
+            {
+                self.err("mtu", &p.key("mtu"), format!("MTU {mtu} is out of range"))
+                    .label("expected 68 to 65535");
+            }
             if let Some(vip) = d.vip.as_ref().and_then(|v| v.ip.as_ref()) {
                 if vip.parse::<IpAddr>().is_err() {
                     self.err(
@@ -725,25 +733,32 @@ impl Validator<'_> {
                 }
                 for (j, member) in ifs.iter().enumerate() {
                     if let Some(prev) = bonded.insert(member.clone(), i)
-                        && prev != i {
-                            self.err(
-                                "network",
-                                &p.key("bond").key("interfaces").index(j),
-                                format!("`{member}` is already a member of another bond"),
-                            );
-                        }
+                        && prev != i
+                    {
+                        self.err(
+                            "network",
+                            &p.key("bond").key("interfaces").index(j),
+                            format!("`{member}` is already a member of another bond"),
+                        );
+                    }
                     // A member configured as its own device must agree with the bond's MTU.
                     if let (Some(bond_mtu), Some(member_dev)) = (
                         d.mtu,
                         devices
                             .iter()
                             .position(|x| x.interface.as_deref() == Some(member)),
-                    )
-                        && let Some(m) = devices[member_dev].mtu
-                            && m != bond_mtu {
-                                self.err("mtu", &base.index(member_dev).key("mtu"), format!("bond member `{member}` has MTU {m} but its bond has MTU {bond_mtu}"))
-                                    .help("members of a bond carry the bond's MTU; make them equal");
-                            }
+                    ) && let Some(m) = devices[member_dev].mtu
+                        && m != bond_mtu
+                    {
+                        self.err(
+                            "mtu",
+                            &base.index(member_dev).key("mtu"),
+                            format!(
+                                "bond member `{member}` has MTU {m} but its bond has MTU {bond_mtu}"
+                            ),
+                        )
+                        .help("members of a bond carry the bond's MTU; make them equal");
+                    }
                 }
                 let links = ifs.len() + sels.len();
                 if bond.mode.as_deref() == Some("802.3ad") && links < 2 {
@@ -785,14 +800,15 @@ impl Validator<'_> {
                     }
                 }
                 if let (Some(vm), Some(pm)) = (vlan.mtu, d.mtu)
-                    && vm > pm {
-                        self.err(
-                            "mtu",
-                            &vp.key("mtu"),
-                            format!("VLAN MTU {vm} is larger than its parent interface's MTU {pm}"),
-                        )
-                        .help("a VLAN cannot carry frames larger than its parent link");
-                    }
+                    && vm > pm
+                {
+                    self.err(
+                        "mtu",
+                        &vp.key("mtu"),
+                        format!("VLAN MTU {vm} is larger than its parent interface's MTU {pm}"),
+                    )
+                    .help("a VLAN cannot carry frames larger than its parent link");
+                }
                 for (k, a) in vlan.addresses.iter().flatten().enumerate() {
                     if parse_addr(a).is_none() {
                         self.err(
@@ -814,21 +830,25 @@ impl Validator<'_> {
         for (i, r) in routes.iter().enumerate() {
             let p = base.index(i);
             if let Some(net) = &r.network
-                && !net.is_empty() && net.parse::<IpNet>().is_err() {
-                    self.err(
-                        "route",
-                        &p.key("network"),
-                        format!("route network `{net}` is not a CIDR"),
-                    );
-                }
+                && !net.is_empty()
+                && net.parse::<IpNet>().is_err()
+            {
+                self.err(
+                    "route",
+                    &p.key("network"),
+                    format!("route network `{net}` is not a CIDR"),
+                );
+            }
             if let Some(gw) = &r.gateway
-                && !gw.is_empty() && gw.parse::<IpAddr>().is_err() {
-                    self.err(
-                        "route",
-                        &p.key("gateway"),
-                        format!("gateway `{gw}` is not an IP address"),
-                    );
-                }
+                && !gw.is_empty()
+                && gw.parse::<IpAddr>().is_err()
+            {
+                self.err(
+                    "route",
+                    &p.key("gateway"),
+                    format!("gateway `{gw}` is not an IP address"),
+                );
+            }
         }
     }
 
@@ -838,14 +858,15 @@ impl Validator<'_> {
         };
         let p = self.c.node_field_path(n, "ingressFirewall");
         if let Some(a) = &fw.default_action
-            && !matches!(a.as_str(), "accept" | "block") {
-                self.err(
-                    "firewall",
-                    &p.key("defaultAction"),
-                    format!("unknown default action `{a}`"),
-                )
-                .label("expected accept or block");
-            }
+            && !matches!(a.as_str(), "accept" | "block")
+        {
+            self.err(
+                "firewall",
+                &p.key("defaultAction"),
+                format!("unknown default action `{a}`"),
+            )
+            .label("expected accept or block");
+        }
         let mut names = HashSet::new();
         for (i, r) in fw.rules.iter().flatten().enumerate() {
             let rp = p.key("rules").index(i);
@@ -903,13 +924,14 @@ impl Validator<'_> {
             for (j, ing) in r.ingress.iter().flatten().enumerate() {
                 for (key, val) in [("subnet", &ing.subnet), ("except", &ing.except)] {
                     if let Some(s) = val
-                        && parse_addr(s).is_none() {
-                            self.err(
-                                "firewall",
-                                &rp.key("ingress").index(j).key(key),
-                                format!("`{s}` is not a subnet"),
-                            );
-                        }
+                        && parse_addr(s).is_none()
+                    {
+                        self.err(
+                            "firewall",
+                            &rp.key("ingress").index(j).key(key),
+                            format!("`{s}` is not a subnet"),
+                        );
+                    }
                 }
             }
         }
@@ -988,13 +1010,13 @@ impl Validator<'_> {
             if let Some(o) = &s.overlay
                 && o.image.as_deref().unwrap_or("").is_empty()
                     != o.name.as_deref().unwrap_or("").is_empty()
-                {
-                    self.err(
-                        "overlay",
-                        &base.key("overlay"),
-                        "an overlay needs both `image` and `name`",
-                    );
-                }
+            {
+                self.err(
+                    "overlay",
+                    &base.key("overlay"),
+                    "an overlay needs both `image` and `name`",
+                );
+            }
         }
     }
 
@@ -1004,23 +1026,25 @@ impl Validator<'_> {
         };
         let p = self.c.node_field_path(n, "machineSpec");
         if let Some(a) = &ms.arch
-            && !matches!(a.as_str(), "amd64" | "arm64") {
-                self.err(
-                    "machine-spec",
-                    &p.key("arch"),
-                    format!("unknown architecture `{a}`"),
-                )
-                .label("expected amd64 or arm64");
-            }
+            && !matches!(a.as_str(), "amd64" | "arm64")
+        {
+            self.err(
+                "machine-spec",
+                &p.key("arch"),
+                format!("unknown architecture `{a}`"),
+            )
+            .label("expected amd64 or arm64");
+        }
         if let Some(b) = &ms.boot_method
-            && !matches!(b.as_str(), "iso" | "disk-image" | "pxe") {
-                self.err(
-                    "machine-spec",
-                    &p.key("bootMethod"),
-                    format!("unknown boot method `{b}`"),
-                )
-                .label("expected iso, disk-image or pxe");
-            }
+            && !matches!(b.as_str(), "iso" | "disk-image" | "pxe")
+        {
+            self.err(
+                "machine-spec",
+                &p.key("bootMethod"),
+                format!("unknown boot method `{b}`"),
+            )
+            .label("expected iso, disk-image or pxe");
+        }
         if ms.use_uki == Some(true) && ms.secureboot != Some(true) {
             self.warn(
                 "machine-spec",
@@ -1034,25 +1058,27 @@ impl Validator<'_> {
         let Some(hw) = &n.config.hardware else { return };
         let p = self.c.node_field_path(n, "hardware");
         if let Some(m) = &hw.memory
-            && parse_bytes(m).is_none() {
-                self.err(
-                    "hardware",
-                    &p.key("memory"),
-                    format!("`{m}` is not an amount of memory"),
-                )
-                .help("write e.g. `512GiB`");
-            }
+            && parse_bytes(m).is_none()
+        {
+            self.err(
+                "hardware",
+                &p.key("memory"),
+                format!("`{m}` is not an amount of memory"),
+            )
+            .help("write e.g. `512GiB`");
+        }
         if hw.cpus == Some(0) {
             self.err("hardware", &p.key("cpus"), "a machine has at least one CPU");
         }
         if let (Some(numa), Some(cpus)) = (hw.numa_nodes, hw.cpus)
-            && (numa == 0 || numa > cpus) {
-                self.err(
-                    "hardware",
-                    &p.key("numaNodes"),
-                    format!("{numa} NUMA nodes do not fit {cpus} CPUs"),
-                );
-            }
+            && (numa == 0 || numa > cpus)
+        {
+            self.err(
+                "hardware",
+                &p.key("numaNodes"),
+                format!("{numa} NUMA nodes do not fit {cpus} CPUs"),
+            );
+        }
         for (role, dev) in hw.disks.iter().flatten() {
             if !dev.starts_with("/dev/") {
                 self.err(

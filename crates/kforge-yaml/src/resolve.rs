@@ -44,9 +44,10 @@ pub fn resolve_plain(s: &str) -> Scalar {
         }
     }
     if is_yaml_style_float(&plain)
-        && let Some(f) = parse_go_float(&plain) {
-            return Scalar::Float(f);
-        }
+        && let Some(f) = parse_go_float(&plain)
+    {
+        return Scalar::Float(f);
+    }
     Scalar::Str
 }
 

@@ -273,17 +273,15 @@ fn encrypted_outputs(
     for (name, text) in outputs {
         let enc_name = sops_name(name);
         let path = out_dir.join(&enc_name);
-        if path.exists() {
-            if let Ok(current) = reader.read_plain(&path) {
-                if same_documents(current.expose(), text.expose()) {
-                    out.push((
-                        enc_name,
-                        std::fs::read(&path)
-                            .with_context(|| format!("cannot read {}", path.display()))?,
-                    ));
-                    continue;
-                }
-            }
+        if path.exists()
+            && let Ok(current) = reader.read_plain(&path)
+            && same_documents(current.expose(), text.expose())
+        {
+            out.push((
+                enc_name,
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?,
+            ));
+            continue;
         }
         let config = files::encrypt_config_for(&path, &args.age, now)?;
         out.push((
@@ -598,11 +596,11 @@ fn redact_at(v: &mut Value, path: &[&str]) {
             None => return,
         }
     }
-    if let Value::String(s) = cur {
-        if !s.is_empty() {
-            let digest = Sha256::digest(s.as_bytes());
-            *s = format!("<secret sha256:{}>", hex::encode(&digest[..6]));
-        }
+    if let Value::String(s) = cur
+        && !s.is_empty()
+    {
+        let digest = Sha256::digest(s.as_bytes());
+        *s = format!("<secret sha256:{}>", hex::encode(&digest[..6]));
     }
 }
 
