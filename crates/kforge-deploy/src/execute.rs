@@ -126,7 +126,9 @@ impl Default for Intervals {
 
 #[derive(Clone, Debug)]
 pub struct ExecuteOptions {
-    /// Nodes worked on in parallel.
+    /// Nodes worked on in parallel (applies, waits, tuning checks). 32: a 3+50 cluster
+    /// is applied and verified in two rounds, and 32 concurrent Talos API calls are no
+    /// load worth bounding further (each is one small gRPC call on its own connection).
     pub concurrency: usize,
     pub timeouts: Timeouts,
     pub intervals: Intervals,
@@ -142,7 +144,7 @@ pub struct ExecuteOptions {
 impl Default for ExecuteOptions {
     fn default() -> Self {
         ExecuteOptions {
-            concurrency: 8,
+            concurrency: 32,
             timeouts: Timeouts::default(),
             intervals: Intervals::default(),
             bootstrap_backoff: Backoff {
