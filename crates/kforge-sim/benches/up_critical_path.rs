@@ -278,7 +278,8 @@ async fn run(name: &str, subnet: [u8; 3], workers: usize, binary: &SimBinary) ->
         let mut v: Vec<(&String, &Duration)> = p.iter().collect();
         v.sort_by_key(|(_, d)| **d);
         detail.push(format!(
-            "engine (last Done per phase): {}",
+            "engine (last Done per phase; Observe from the start of up, the rest from the start of \
+             execute): {}",
             v.iter()
                 .map(|(k, d)| format!("{k} {:.2}", d.as_secs_f64()))
                 .collect::<Vec<_>>()
