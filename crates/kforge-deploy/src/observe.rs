@@ -112,7 +112,7 @@ impl Default for ObserveOptions {
     fn default() -> Self {
         ObserveOptions {
             call_timeout: Duration::from_secs(10),
-            concurrency: 8,
+            concurrency: 32,
         }
     }
 }

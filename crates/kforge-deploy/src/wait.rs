@@ -43,13 +43,42 @@ pub fn human(d: Duration) -> String {
 pub struct WaitLimits {
     /// Give up after this long.
     pub timeout: Duration,
-    /// Time between probes.
+    /// The longest time between probes.
     pub interval: Duration,
+    /// The shortest time between probes. When it is below `interval` the wait is
+    /// *adaptive*: the pause is 1/[`ADAPTIVE_DIVISOR`] of the time waited so far, clamped
+    /// to `first_interval..=interval` — quick to notice a signal that comes soon, and a
+    /// wait of `T` overshoots by at most `T / 20` (plus one probe), yet long waits on real
+    /// clusters poll no more often than every `interval`.
+    pub first_interval: Duration,
 }
 
+/// See [`WaitLimits::first_interval`].
+pub const ADAPTIVE_DIVISOR: u32 = 20;
+
 impl WaitLimits {
+    /// Probes every `interval`.
     pub const fn new(timeout: Duration, interval: Duration) -> Self {
-        WaitLimits { timeout, interval }
+        WaitLimits {
+            timeout,
+            interval,
+            first_interval: interval,
+        }
+    }
+
+    /// Probes every `first` at first, then every 1/20 of the time waited so far, at
+    /// most every `max`.
+    pub fn adaptive(timeout: Duration, first: Duration, max: Duration) -> Self {
+        WaitLimits {
+            timeout,
+            interval: max,
+            first_interval: first.min(max),
+        }
+    }
+
+    /// The pause before the next probe, `waited` into the wait.
+    pub fn pause(&self, waited: Duration) -> Duration {
+        (waited / ADAPTIVE_DIVISOR).clamp(self.first_interval.min(self.interval), self.interval)
     }
 }
 
@@ -103,7 +132,7 @@ pub(crate) async fn poll_until<T, E>(
             }));
         }
         let pause = limits
-            .interval
+            .pause(now - start)
             .min(deadline.saturating_duration_since(now))
             .max(Duration::from_millis(1));
         tokio::time::sleep(pause).await;
@@ -200,6 +229,49 @@ mod tests {
         )
         .await;
         assert!(matches!(r, Err(WaitError::Failed("no"))));
+    }
+
+    #[test]
+    fn adaptive_pauses_grow_with_the_wait() {
+        let l = WaitLimits::adaptive(
+            Duration::from_secs(600),
+            Duration::from_millis(200),
+            Duration::from_secs(2),
+        );
+        assert_eq!(l.pause(Duration::ZERO), Duration::from_millis(200));
+        assert_eq!(l.pause(Duration::from_secs(3)), Duration::from_millis(200));
+        assert_eq!(l.pause(Duration::from_secs(10)), Duration::from_millis(500));
+        assert_eq!(l.pause(Duration::from_secs(300)), Duration::from_secs(2));
+        let fixed = WaitLimits::new(Duration::from_secs(60), Duration::from_secs(5));
+        assert_eq!(fixed.pause(Duration::ZERO), Duration::from_secs(5));
+        assert_eq!(fixed.pause(Duration::from_secs(59)), Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_adaptive_wait_overshoots_by_a_twentieth() {
+        // The condition holds from t = 30 s; an adaptive wait notices within 1.5 s.
+        let start = Instant::now();
+        let r: Result<Duration, WaitError<()>> = poll_until(
+            "x",
+            WaitLimits::adaptive(
+                Duration::from_secs(600),
+                Duration::from_millis(200),
+                Duration::from_secs(2),
+            ),
+            Duration::from_secs(2),
+            |_| {},
+            || async move {
+                let t = start.elapsed();
+                if t >= Duration::from_secs(30) {
+                    Check::Done(t)
+                } else {
+                    Check::Pending("no".into())
+                }
+            },
+        )
+        .await;
+        let Ok(t) = r else { panic!("expected done") };
+        assert!(t <= Duration::from_millis(31_500), "{t:?}");
     }
 
     #[test]

@@ -740,6 +740,7 @@ async fn kforge_up_health_and_failover_drill() {
                 ..Timeouts::default()
             },
             intervals: Intervals {
+                first: fast,
                 apply: fast,
                 apid: fast,
                 etcd: fast,
