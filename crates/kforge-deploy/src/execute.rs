@@ -157,6 +157,9 @@ impl Default for ExecuteOptions {
     }
 }
 
+/// One node's verified tuning and the mismatches found on it.
+type NodeTuningOutcome = (NodeTuning, Vec<String>);
+
 /// What the executor works with.
 #[derive(Clone, Copy)]
 pub struct Apis<'a> {
@@ -1337,7 +1340,7 @@ impl Run<'_> {
 
     /// Verifies the nodes' tuning, `concurrency` nodes at a time; reports in plan order.
     async fn tuning(&self, kube: &dyn KubeApi) -> Result<Vec<NodeTuning>, DeployError> {
-        let outcomes: Vec<Result<Option<(NodeTuning, Vec<String>)>, DeployError>> =
+        let outcomes: Vec<Result<Option<NodeTuningOutcome>, DeployError>> =
             futures::stream::iter(&self.plan.tuning)
                 .map(|t| self.tune_node(t, kube))
                 .buffered(self.opts.concurrency.max(1))
@@ -1366,7 +1369,7 @@ impl Run<'_> {
         &self,
         t: &crate::plan::TuningPlan,
         kube: &dyn KubeApi,
-    ) -> Result<Option<(NodeTuning, Vec<String>)>, DeployError> {
+    ) -> Result<Option<NodeTuningOutcome>, DeployError> {
         let host = Some(t.node.as_str());
         if t.action == TuningAction::Unchanged {
             self.emit
