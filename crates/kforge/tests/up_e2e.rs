@@ -182,6 +182,19 @@ impl Env {
             .unwrap_or_else(|| panic!("no node {hostname}"))
     }
 
+    /// Starts the node's process again (after a kill) and waits until it listens.
+    fn restart(&mut self, hostname: &str) {
+        let node = self
+            .cluster
+            .nodes_mut()
+            .iter_mut()
+            .find(|n| n.hostname == hostname)
+            .unwrap_or_else(|| panic!("no node {hostname}"));
+        self.rt
+            .block_on(node.restart())
+            .unwrap_or_else(|e| panic!("restart {hostname}: {e}"));
+    }
+
     fn node_logs(&self) -> String {
         let mut s = String::new();
         for n in self.cluster.nodes() {
@@ -209,6 +222,7 @@ impl Env {
 /// The end of one kforge run.
 struct Run {
     success: bool,
+    code: Option<i32>,
     status: String,
     stdout: String,
     stderr: String,
@@ -253,6 +267,7 @@ fn run(mut command: Command, deadline: Duration, env: &Env) -> Run {
             let (stdout, stderr) = text(&out);
             Run {
                 success: out.status.success(),
+                code: out.status.code(),
                 status: out.status.to_string(),
                 stdout,
                 stderr,
@@ -269,6 +284,7 @@ fn run(mut command: Command, deadline: Duration, env: &Env) -> Run {
                 &format!("kforge did not finish within {deadline:?}"),
                 &Run {
                     success: false,
+                    code: None,
                     status: "killed".into(),
                     stdout,
                     stderr,
@@ -296,63 +312,131 @@ impl KillAt {
     }
 }
 
-/// Starts `kforge up --output json`, reads its events as they come and SIGKILLs it at
-/// `at`. Returns the events seen. Panics when `up` ends or stalls before reaching `at`.
-fn up_killed_at(env: &Env, at: KillAt, extra: &[&str]) -> Vec<String> {
-    let mut child: Child = env
-        .up_command(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut s);
-        s
-    });
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
+/// A running `kforge up --output json` whose events are read as they come.
+struct UpProcess {
+    child: Child,
+    events: mpsc::Receiver<String>,
+    err_reader: Option<std::thread::JoinHandle<String>>,
+    seen: Vec<String>,
+    deadline: Instant,
+}
+
+impl UpProcess {
+    fn spawn(env: &Env, extra: &[&str]) -> UpProcess {
+        let mut child = env
+            .up_command(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let err_reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut s);
+            s
+        });
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        UpProcess {
+            child,
+            events: rx,
+            err_reader: Some(err_reader),
+            seen: Vec::new(),
+            deadline: Instant::now() + UP_DEADLINE,
+        }
+    }
+
+    /// The next event, `None` once kforge closed stdout (it exited) or at the deadline.
+    fn next_event(&mut self) -> Option<serde_json::Value> {
+        loop {
+            let line = self
+                .events
+                .recv_timeout(self.deadline.saturating_duration_since(Instant::now()))
+                .ok()?;
+            self.seen.push(line.clone());
+            if let Ok(e) = serde_json::from_str(&line) {
+                return Some(e);
             }
         }
-    });
-    let deadline = Instant::now() + UP_DEADLINE;
-    let mut seen = Vec::new();
-    let mut killed = false;
-    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        let hit = serde_json::from_str::<serde_json::Value>(&line)
-            .map(|e| at.matches(&e))
-            .unwrap_or(false);
-        seen.push(line);
-        if hit {
-            child.kill().unwrap();
-            killed = true;
-            break;
+    }
+
+    /// Reads events until one matches `at`; false when kforge ended (or stalled) first.
+    fn wait_for(&mut self, at: KillAt) -> bool {
+        while let Some(e) = self.next_event() {
+            if at.matches(&e) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// SIGKILL.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+    }
+
+    /// Waits for the process to end (killing it at the deadline) and returns its output.
+    fn finish(mut self) -> Run {
+        while self.next_event().is_some() {}
+        if Instant::now() >= self.deadline {
+            self.kill();
+        }
+        let status = self.child.wait().unwrap();
+        let stderr = self
+            .err_reader
+            .take()
+            .map(|r| r.join().unwrap_or_default())
+            .unwrap_or_default();
+        Run {
+            success: status.success(),
+            code: status.code(),
+            status: status.to_string(),
+            stdout: self.seen.join("\n"),
+            stderr,
         }
     }
-    if !killed {
-        let _ = child.kill();
+}
+
+/// Runs `kforge up` and SIGKILLs it at `at`; panics when it ends before.
+fn up_killed_at(env: &Env, at: KillAt) {
+    let mut up = UpProcess::spawn(env, &[]);
+    let reached = up.wait_for(at);
+    up.kill();
+    let r = up.finish();
+    if !reached {
+        env.fail(&format!("`kforge up` never reached {at:?}"), &r);
     }
-    let status = child.wait().unwrap();
-    let stderr = err_reader.join().unwrap_or_default();
-    if !killed {
-        env.fail(
-            &format!("`kforge up` never reached {at:?} (status {status})"),
-            &Run {
-                success: false,
-                status: status.to_string(),
-                stdout: seen.join("\n"),
-                stderr,
-            },
-        );
-    }
-    seen
+}
+
+/// The solana validator profile on every worker: manifests to apply and tuning to check.
+const WORKER_PROFILE: &str = "hardware:
+  cpus: 16
+  memory: 64GiB
+  numaNodes: 1
+profiles:
+  - name: solana-validator
+    hugepageSize: 2M
+    hugepages: 4096
+    reservedCpus: 0-1
+    systemReservedMemory: 2Gi
+    kubeReservedMemory: 2Gi
+    evictionHardMemory: 1Gi
+    volumes: []";
+
+fn with_profile(mut s: ClusterSpec) -> ClusterSpec {
+    s.worker_extra = Some(WORKER_PROFILE.into());
+    s.meminfo_total = "64GiB".into();
+    s.extra_args = vec!["--cpus".into(), "16".into()];
+    s
 }
 
 fn spec(name: &str, subnet: u8, control_planes: usize, workers: usize) -> ClusterSpec {
@@ -399,4 +483,224 @@ fn one_plus_one_up_then_noop_rerun_then_health() {
     }
     env.assert_bootstrapped_once(&again);
     env.health_ok();
+}
+
+#[test]
+fn solana_like_three_plus_one_with_vip_up_then_failover_drill() {
+    let mut s = with_profile(spec("e2e-solana", 2, 3, 1));
+    s.vip = true;
+    let env = Env::start(s);
+    let up = env.up_ok(&[]);
+    env.assert_bootstrapped_once(&up);
+    if up.count("tuning", "done") == 0 {
+        env.fail("tuning is verified on the validator", &up);
+    }
+    let before = env.rt.block_on(env.cluster.vip_holders());
+    assert_eq!(before.len(), 1, "one VIP holder after up: {before:?}");
+    let drill = run(
+        env.command(&["drill", "failover", "--wait", "2m", "--output", "plain"]),
+        UP_DEADLINE,
+        &env,
+    );
+    if !drill.success {
+        env.fail("`kforge drill failover` failed", &drill);
+    }
+    let after = env.rt.block_on(env.cluster.vip_holders());
+    assert_eq!(after.len(), 1, "one VIP holder after the drill: {after:?}");
+    assert_ne!(
+        before, after,
+        "the VIP moved to another control plane during the drill:\n{}",
+        drill.stderr
+    );
+    env.assert_bootstrapped_once(&drill);
+}
+
+#[test]
+fn infra_like_three_plus_three_up_then_health() {
+    let env = Env::start(spec("e2e-infra", 3, 3, 3));
+    let up = env.up_ok(&[]);
+    env.assert_bootstrapped_once(&up);
+    if up.count("apply", "done") < 6 {
+        env.fail("all six nodes get their config", &up);
+    }
+    env.health_ok();
+}
+
+/// `kforge up` SIGKILLed at `at` on a fresh 1+1 cluster (a worker with a profile, so that
+/// every phase has work), then run again: it completes, etcd bootstrapped exactly once,
+/// and a third run changes nothing.
+fn killed_then_rerun(subnet: u8, at: KillAt) {
+    let env = Env::start(with_profile(spec(
+        &format!("e2e-kill-{subnet}"),
+        subnet,
+        1,
+        1,
+    )));
+    up_killed_at(&env, at);
+    let rerun = env.up_ok(&[]);
+    env.assert_bootstrapped_once(&rerun);
+    let again = env.up_ok(&[]);
+    if !again.stderr.contains("is up to date; nothing changed") {
+        env.fail(
+            &format!("after a kill at {at:?}, a third `up` is not a no-op"),
+            &again,
+        );
+    }
+    env.assert_bootstrapped_once(&again);
+}
+
+macro_rules! kill_tests {
+    ($($name:ident: $subnet:expr, $at:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            killed_then_rerun($subnet, $at);
+        }
+    )*};
+}
+
+kill_tests! {
+    killed_at_apply_start: 10, KillAt::Start("apply");
+    killed_at_apply_done: 11, KillAt::Done("apply");
+    killed_at_apid_start: 12, KillAt::Start("apid");
+    killed_at_bootstrap_start: 13, KillAt::Start("bootstrap");
+    killed_at_bootstrap_done: 14, KillAt::Done("bootstrap");
+    killed_at_etcd_start: 15, KillAt::Start("etcd");
+    killed_at_kubeconfig_start: 16, KillAt::Start("kubeconfig");
+    killed_at_kubernetes_start: 17, KillAt::Start("kubernetes");
+    killed_at_manifests_start: 18, KillAt::Start("manifests");
+    killed_at_tuning_start: 19, KillAt::Start("tuning");
+    killed_at_tuning_done: 20, KillAt::Done("tuning");
+}
+
+#[test]
+fn a_worker_that_never_answers_fails_up_quickly_naming_it_and_the_step() {
+    let mut env = Env::start(spec("e2e-dead", 4, 1, 2));
+    // Nothing listens at w-2's address any more.
+    env.node_mut("w-2").kill();
+    let started = Instant::now();
+    let r = env.run_up(&["--step-timeout", "8s"]);
+    let took = started.elapsed();
+    if r.code != Some(1) {
+        env.fail(
+            &format!("`up` must fail with status 1, got {}", r.status),
+            &r,
+        );
+    }
+    if took > Duration::from_secs(90) {
+        env.fail(&format!("`up` took {took:?} with --step-timeout 8s"), &r);
+    }
+    if !(r.stderr.contains("w-2") && r.stderr.contains("apply")) {
+        env.fail("the error names the node (w-2) and the step (apply)", &r);
+    }
+    if r.stderr.contains("panicked") {
+        env.fail("kforge panicked", &r);
+    }
+    // The other nodes got their configs regardless.
+    for n in ["cp-1", "w-1"] {
+        let st = env.status(n);
+        if st["machine_type"].is_null() {
+            env.fail(&format!("{n} did not get its config: {st}"), &r);
+        }
+    }
+    // Back on line: the next run finishes the job, bootstrapping once.
+    env.restart("w-2");
+    let rerun = env.up_ok(&[]);
+    env.assert_bootstrapped_once(&rerun);
+}
+
+#[test]
+fn a_control_plane_crashing_right_after_bootstrap_then_rerun_bootstraps_once() {
+    let mut env = Env::start(spec("e2e-crash", 5, 1, 1));
+    let mut up = UpProcess::spawn(&env, &["--step-timeout", "20s"]);
+    if !up.wait_for(KillAt::Start("bootstrap")) {
+        let r = up.finish();
+        env.fail("`up` never reached the bootstrap phase", &r);
+    }
+    // Crash cp-1 the moment it logs a successful Bootstrap call.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(env.node("cp-1").log_path())
+        .unwrap_or_default()
+        .contains("bootstrapped etcd")
+    {
+        if Instant::now() > deadline {
+            up.kill();
+            let r = up.finish();
+            env.fail("cp-1 was never bootstrapped", &r);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // restart = SIGKILL to the node and its etcd, then start again on the same state.
+    env.restart("cp-1");
+    // The interrupted run may recover or fail; either way it must end.
+    let first = up.finish();
+    if first.stderr.contains("panicked") {
+        env.fail("kforge panicked", &first);
+    }
+    let rerun = env.up_ok(&[]);
+    env.assert_bootstrapped_once(&rerun);
+}
+
+#[test]
+fn up_with_other_secrets_than_the_nodes_fails_clearly() {
+    let env = Env::start(spec("e2e-wrong", 6, 1, 1));
+    // The nodes run with the first secrets...
+    env.rt
+        .block_on(async {
+            env.cluster.apply_configs().await?;
+            env.cluster.wait_for_apid(Duration::from_secs(60)).await
+        })
+        .unwrap_or_else(|e| panic!("configure the nodes: {e}"));
+    // ...and kforge gets another bundle (another PKI).
+    gensecret(env.path(), &env.path().join("talsecret.yaml"));
+    let r = env.run_up(&["--step-timeout", "8s"]);
+    if r.code != Some(1) {
+        env.fail(
+            &format!("`up` must fail with status 1, got {}", r.status),
+            &r,
+        );
+    }
+    if r.stderr.contains("panicked") {
+        env.fail("kforge panicked", &r);
+    }
+    let lower = r.stderr.to_lowercase();
+    if !(r.stderr.contains("cp-1")
+        && [
+            "certificate",
+            "tls",
+            "authenticat",
+            "unknown ca",
+            "handshake",
+        ]
+        .iter()
+        .any(|w| lower.contains(w)))
+    {
+        env.fail("the error names the node and says TLS/authentication", &r);
+    }
+    assert_eq!(
+        env.bootstraps(),
+        0,
+        "nothing bootstrapped with the wrong PKI"
+    );
+}
+
+#[test]
+fn a_cluster_bootstrapped_by_someone_else_is_not_bootstrapped_again() {
+    let env = Env::start(spec("e2e-other", 7, 3, 1));
+    env.rt
+        .block_on(async {
+            env.cluster.apply_configs().await?;
+            env.cluster.wait_for_apid(Duration::from_secs(60)).await?;
+            env.cluster.bootstrap().await?;
+            env.cluster
+                .wait_for_etcd_members(1, Duration::from_secs(60))
+                .await
+                .map(|_| ())
+        })
+        .unwrap_or_else(|e| panic!("bootstrap by hand: {e}"));
+    assert_eq!(env.bootstraps(), 1);
+    let up = env.up_ok(&[]);
+    env.assert_bootstrapped_once(&up);
+    if up.count("bootstrap", "done") != 0 && !up.stdout.contains("already") {
+        env.fail("`up` bootstrapped an already bootstrapped cluster", &up);
+    }
 }
