@@ -589,6 +589,7 @@ fn a_worker_that_never_answers_fails_up_quickly_naming_it_and_the_step() {
     let started = Instant::now();
     let r = env.run_up(&["--step-timeout", "8s"]);
     let took = started.elapsed();
+    eprintln!("`up` with w-2 down ({took:?}):\n{}", r.stderr);
     if r.code != Some(1) {
         env.fail(
             &format!("`up` must fail with status 1, got {}", r.status),
@@ -679,6 +680,7 @@ fn up_with_other_secrets_than_the_nodes_fails_clearly() {
     // ...and kforge gets another bundle (another PKI).
     gensecret(env.path(), &env.path().join("talsecret.yaml"));
     let r = env.run_up(&["--step-timeout", "8s"]);
+    eprintln!("`up` with other secrets:\n{}", r.stderr);
     if r.code != Some(1) {
         env.fail(
             &format!("`up` must fail with status 1, got {}", r.status),
