@@ -679,7 +679,17 @@ fn up_with_other_secrets_than_the_nodes_fails_clearly() {
         .unwrap_or_else(|e| panic!("configure the nodes: {e}"));
     // ...and kforge gets another bundle (another PKI).
     gensecret(env.path(), &env.path().join("talsecret.yaml"));
-    let r = env.run_up(&["--step-timeout", "8s"]);
+    // No --step-timeout: a wrong PKI is permanent, so `up` must fail at once rather than
+    // wait out a step's deadline (minutes).
+    let started = Instant::now();
+    let r = env.run_up(&[]);
+    let took = started.elapsed();
+    if took > Duration::from_secs(60) {
+        env.fail(
+            &format!("`up` took {took:?} to give up on the wrong PKI"),
+            &r,
+        );
+    }
     eprintln!("`up` with other secrets:\n{}", r.stderr);
     if r.code != Some(1) {
         env.fail(
