@@ -742,3 +742,44 @@ fn a_cluster_bootstrapped_by_someone_else_is_not_bootstrapped_again() {
         env.fail("`up` bootstrapped an already bootstrapped cluster", &up);
     }
 }
+
+#[test]
+fn step_timeout_is_documented_and_checked_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = kforge(dir.path()).args(["up", "--help"]).output().unwrap();
+    let (stdout, _) = text(&help);
+    assert!(
+        stdout.contains("--step-timeout <DURATION>"),
+        "`up --help` documents --step-timeout:\n{stdout}"
+    );
+    std::fs::write(
+        dir.path().join("talconfig.yaml"),
+        spec("e2e-flags", 30, 1, 0).cluster_file(),
+    )
+    .unwrap();
+    for (value, expected) in [
+        ("5", "invalid --step-timeout `5`"),
+        ("0s", "must be more than zero"),
+    ] {
+        let out = kforge(dir.path())
+            .args(["up", "--new-secrets", "--step-timeout", value])
+            .args(["-c", "talconfig.yaml"])
+            .output()
+            .unwrap();
+        let (_, stderr) = text(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "--step-timeout {value}:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(expected),
+            "--step-timeout {value}: expected `{expected}` in:\n{stderr}"
+        );
+        assert!(
+            !dir.path().join("talsecret.yaml").exists()
+                && !dir.path().join("clusterconfig").exists(),
+            "--step-timeout {value}: nothing is written"
+        );
+    }
+}
