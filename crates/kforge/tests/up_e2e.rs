@@ -730,7 +730,9 @@ fn a_cluster_bootstrapped_by_someone_else_is_not_bootstrapped_again() {
             env.cluster.wait_for_apid(Duration::from_secs(60)).await?;
             env.cluster.bootstrap().await?;
             env.cluster
-                .wait_for_etcd_members(1, Duration::from_secs(60))
+                // All three: the others join (as learners, then voters) on their own, so
+                // waiting for exactly one member would race with them.
+                .wait_for_etcd_members(3, Duration::from_secs(90))
                 .await
                 .map(|_| ())
         })
