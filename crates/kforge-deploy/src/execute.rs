@@ -91,6 +91,28 @@ impl Default for Timeouts {
     }
 }
 
+impl Timeouts {
+    /// Every deadline (the per-call one included) no longer than `max`: `kforge up
+    /// --step-timeout`, so that a node that never answers fails the run quickly.
+    #[must_use]
+    pub fn capped(self, max: Duration) -> Timeouts {
+        let c = |d: Duration| d.min(max);
+        Timeouts {
+            call: c(self.call),
+            apply: c(self.apply),
+            apid: c(self.apid),
+            bootstrap: c(self.bootstrap),
+            bootstrap_confirm: c(self.bootstrap_confirm),
+            etcd: c(self.etcd),
+            kubeconfig: c(self.kubeconfig),
+            kubernetes_api: c(self.kubernetes_api),
+            nodes_ready: c(self.nodes_ready),
+            manifests: c(self.manifests),
+            tuning: c(self.tuning),
+        }
+    }
+}
+
 /// Poll intervals of the waits. Every wait is adaptive (see
 /// [`WaitLimits::adaptive`](crate::wait::WaitLimits::adaptive)): it probes every `first`
 /// at first, then every 1/20 of the time it has waited, at most every step's interval. A

@@ -118,7 +118,16 @@ pub struct TalosApi {
 fn classify(e: &TalosError) -> ApiErrorKind {
     let text = e.to_string();
     let has = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
-    if has(&["UnknownIssuer", "certificate is not signed"]) {
+    // BadSignature: another cluster's CA has the same subject (O=talos), so the node's
+    // chain is built and then its signature fails verification here. Found by the CLI E2E
+    // (up with another talsecret): it was classified as "unavailable" and retried until
+    // the step's deadline (10 minutes) instead of failing at once.
+    if has(&[
+        "UnknownIssuer",
+        "certificate is not signed",
+        "BadSignature",
+        "InvalidSignatureForPublicKey",
+    ]) {
         return ApiErrorKind::UntrustedNode;
     }
     if has(&[
@@ -477,6 +486,14 @@ mod tests {
                 Unavailable,
                 "transport error",
                 ": invalid peer certificate: UnknownIssuer"
+            )),
+            ApiErrorKind::UntrustedNode
+        );
+        assert_eq!(
+            classify(&rpc(
+                Unavailable,
+                "transport error",
+                ": invalid peer certificate: BadSignature"
             )),
             ApiErrorKind::UntrustedNode
         );

@@ -238,6 +238,9 @@ pub struct UpArgs {
     /// Port of the Talos API on every node
     #[arg(long, default_value_t = 50000, hide = true)]
     pub talos_port: u16,
+    /// Give up on any one step (and any one API call) after this long (Go duration, e.g. 90s, 5m; default: each step's own deadline, 2-15m)
+    #[arg(long, value_name = "DURATION")]
+    pub step_timeout: Option<String>,
 }
 
 #[derive(Args, Debug)]

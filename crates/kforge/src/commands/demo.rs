@@ -218,6 +218,7 @@ fn run_in(
                     write_kubeconfig: true,
                     output: args.output,
                     talos_port: kforge_sim::settings::DEFAULT_API_PORT,
+                    step_timeout: None,
                 },
                 false,
             ),

@@ -163,6 +163,18 @@ fn default_kubeconfig() -> Result<PathBuf> {
 }
 
 pub fn up(args: &UpArgs, dry_run: bool) -> Result<Outcome> {
+    // Checked before anything is generated or written.
+    let step_timeout = match &args.step_timeout {
+        Some(t) => {
+            let max = super::genconfig::parse_go_duration(t)
+                .with_context(|| format!("invalid --step-timeout `{t}`"))?;
+            if max.is_zero() {
+                anyhow::bail!("invalid --step-timeout `{t}`: must be more than zero");
+            }
+            Some(max)
+        }
+        None => None,
+    };
     let reader = FsReader::new();
     let mut gen_args = args.generate.clone();
     gen_args.dry_run = dry_run;
@@ -205,11 +217,15 @@ pub fn up(args: &UpArgs, dry_run: bool) -> Result<Outcome> {
             context: cluster.name().to_string(),
         }
     };
-    let options = UpOptions {
+    let mut options = UpOptions {
         plan: PlanOptions { kubeconfig },
         observe: Default::default(),
         execute: Default::default(),
     };
+    if let Some(max) = step_timeout {
+        options.execute.timeouts = options.execute.timeouts.capped(max);
+        options.observe.call_timeout = options.observe.call_timeout.min(max);
+    }
     let progress = Progress::new(args.output);
     let apis = Apis {
         nodes: &nodes,
@@ -238,28 +254,27 @@ pub fn up(args: &UpArgs, dry_run: bool) -> Result<Outcome> {
     ));
     progress.finish();
     let (plan, report) = result?;
-    if args.output != ProgressOutput::Json {
-        if plan.is_noop() && !report.changed {
-            eprintln!(
-                "cluster `{}` is up to date; nothing changed",
-                cluster.name()
-            );
-        } else {
-            eprintln!(
-                "cluster `{}` is up ({} step(s) in {:.1}s)",
-                cluster.name(),
-                report.steps.len(),
-                report.duration.as_secs_f64()
-            );
-        }
-        for t in &report.tuning {
-            let passed = t.checks.iter().filter(|c| c.passed).count();
-            eprintln!(
-                "tuning verified on {}: {passed}/{} checks passed",
-                t.node,
-                t.checks.len()
-            );
-        }
+    // The summary goes to stderr, so it is shown with JSON events (stdout) too.
+    if plan.is_noop() && !report.changed {
+        eprintln!(
+            "cluster `{}` is up to date; nothing changed",
+            cluster.name()
+        );
+    } else {
+        eprintln!(
+            "cluster `{}` is up ({} step(s) in {:.1}s)",
+            cluster.name(),
+            report.steps.len(),
+            report.duration.as_secs_f64()
+        );
+    }
+    for t in &report.tuning {
+        let passed = t.checks.iter().filter(|c| c.passed).count();
+        eprintln!(
+            "tuning verified on {}: {passed}/{} checks passed",
+            t.node,
+            t.checks.len()
+        );
     }
     Ok(Outcome::Success)
 }
