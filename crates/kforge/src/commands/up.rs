@@ -152,10 +152,10 @@ fn talos_credentials(out_dir: &Path, reader: &FsReader) -> Result<TalosCredentia
 }
 
 fn default_kubeconfig() -> Result<PathBuf> {
-    if let Some(k) = std::env::var_os("KUBECONFIG").filter(|k| !k.is_empty()) {
-        if let Some(first) = std::env::split_paths(&k).next() {
-            return Ok(first);
-        }
+    if let Some(k) = std::env::var_os("KUBECONFIG").filter(|k| !k.is_empty())
+        && let Some(first) = std::env::split_paths(&k).next()
+    {
+        return Ok(first);
     }
     let home =
         std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set; pass --kubeconfig"))?;
