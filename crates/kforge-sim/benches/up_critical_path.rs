@@ -62,20 +62,6 @@ use kforge_sim::harness::{ClusterSpec, SimBinary, SimCluster};
 /// The fixed simulated reboot after an apply.
 const BOOT_DELAY: Duration = Duration::from_secs(3);
 
-const WORKER_PROFILE: &str = "hardware:
-  cpus: 16
-  memory: 64GiB
-  numaNodes: 1
-profiles:
-  - name: solana-validator
-    hugepageSize: 2M
-    hugepages: 4096
-    reservedCpus: 0-1
-    systemReservedMemory: 2Gi
-    kubeReservedMemory: 2Gi
-    evictionHardMemory: 1Gi
-    volumes: []";
-
 fn secrets() -> SecretsBundle {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -90,7 +76,7 @@ fn spec(name: &str, subnet: [u8; 3], workers: usize) -> ClusterSpec {
     s.secrets = Some(secrets());
     s.vip = true;
     s.boot_delay = BOOT_DELAY;
-    s.worker_extra = Some(WORKER_PROFILE.into());
+    s.worker_extra = Some(kforge_sim::harness::VALIDATOR_WORKER.into());
     s.meminfo_total = "64GiB".into();
     s.extra_args = vec!["--cpus".into(), "16".into()];
     if let Some(root) = std::env::var_os("KFORGE_SIM_DEBUG_ROOT") {

@@ -172,6 +172,23 @@ impl SimBinary {
     }
 }
 
+/// A `worker_extra` for tests and benches: a small machine with the `solana-validator`
+/// profile, so the deploy has manifests to apply and tuning (huge pages, CPU manager) to
+/// verify.
+pub const VALIDATOR_WORKER: &str = "hardware:
+  cpus: 16
+  memory: 64GiB
+  numaNodes: 1
+profiles:
+  - name: solana-validator
+    hugepageSize: 2M
+    hugepages: 4096
+    reservedCpus: 0-1
+    systemReservedMemory: 2Gi
+    kubeReservedMemory: 2Gi
+    evictionHardMemory: 1Gi
+    volumes: []";
+
 /// What cluster to simulate.
 #[derive(Clone)]
 pub struct ClusterSpec {

@@ -88,24 +88,10 @@ where
     }
 }
 
-const WORKER_PROFILE: &str = "hardware:
-  cpus: 16
-  memory: 64GiB
-  numaNodes: 1
-profiles:
-  - name: solana-validator
-    hugepageSize: 2M
-    hugepages: 4096
-    reservedCpus: 0-1
-    systemReservedMemory: 2Gi
-    kubeReservedMemory: 2Gi
-    evictionHardMemory: 1Gi
-    volumes: []";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_control_planes_and_two_workers() {
     let mut s = spec("sim3", [127, 201, 1], 3, 2);
-    s.worker_extra = Some(WORKER_PROFILE.into());
+    s.worker_extra = Some(kforge_sim::harness::VALIDATOR_WORKER.into());
     s.meminfo_total = "64GiB".into();
     s.ready_delay = Duration::from_millis(200);
     let cluster = SimCluster::start(s, &binary())

@@ -53,25 +53,11 @@ fn secrets() -> SecretsBundle {
     SecretsBundle::from_yaml(&text).unwrap_or_else(|e| panic!("fixture secrets: {e}"))
 }
 
-const WORKER_PROFILE: &str = "hardware:
-  cpus: 16
-  memory: 64GiB
-  numaNodes: 1
-profiles:
-  - name: solana-validator
-    hugepageSize: 2M
-    hugepages: 4096
-    reservedCpus: 0-1
-    systemReservedMemory: 2Gi
-    kubeReservedMemory: 2Gi
-    evictionHardMemory: 1Gi
-    volumes: []";
-
 fn spec(name: &str, subnet: [u8; 3]) -> ClusterSpec {
     let mut s = ClusterSpec::new(name, subnet, 3, 1);
     s.secrets = Some(secrets());
     s.vip = true;
-    s.worker_extra = Some(WORKER_PROFILE.into());
+    s.worker_extra = Some(kforge_sim::harness::VALIDATOR_WORKER.into());
     s.meminfo_total = "64GiB".into();
     s.extra_args = vec!["--cpus".into(), "16".into()];
     // Debugging aid: keep the nodes' state directories and logs under this directory.

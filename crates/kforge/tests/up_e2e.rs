@@ -426,23 +426,8 @@ fn up_killed_at(env: &Env, at: KillAt) {
     }
 }
 
-/// The solana validator profile on every worker: manifests to apply and tuning to check.
-const WORKER_PROFILE: &str = "hardware:
-  cpus: 16
-  memory: 64GiB
-  numaNodes: 1
-profiles:
-  - name: solana-validator
-    hugepageSize: 2M
-    hugepages: 4096
-    reservedCpus: 0-1
-    systemReservedMemory: 2Gi
-    kubeReservedMemory: 2Gi
-    evictionHardMemory: 1Gi
-    volumes: []";
-
 fn with_profile(mut s: ClusterSpec) -> ClusterSpec {
-    s.worker_extra = Some(WORKER_PROFILE.into());
+    s.worker_extra = Some(kforge_sim::harness::VALIDATOR_WORKER.into());
     s.meminfo_total = "64GiB".into();
     s.extra_args = vec!["--cpus".into(), "16".into()];
     s
