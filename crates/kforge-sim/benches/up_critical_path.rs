@@ -56,24 +56,17 @@ use kforge_deploy::execute::{Apis, ExecuteOptions, UpOptions};
 use kforge_deploy::kube_http::{HttpKubeConnector, HttpKubeOptions};
 use kforge_deploy::plan::{KubeconfigOutput, PlanOptions};
 use kforge_deploy::talos::{TalosApi, TalosApiOptions, TalosCredentials};
-use kforge_pki::SecretsBundle;
 use kforge_sim::harness::{ClusterSpec, SimBinary, SimCluster};
+
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 /// The fixed simulated reboot after an apply.
 const BOOT_DELAY: Duration = Duration::from_secs(3);
 
-fn secrets() -> SecretsBundle {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/talsecret.yaml"
-    ))
-    .expect("fixture secrets");
-    SecretsBundle::from_yaml(&text).unwrap_or_else(|e| panic!("fixture secrets: {e}"))
-}
-
 fn spec(name: &str, subnet: [u8; 3], workers: usize) -> ClusterSpec {
     let mut s = ClusterSpec::new(name, subnet, 3, workers);
-    s.secrets = Some(secrets());
+    s.secrets = Some(support::secrets());
     s.vip = true;
     s.boot_delay = BOOT_DELAY;
     s.worker_extra = Some(kforge_sim::harness::VALIDATOR_WORKER.into());

@@ -7,7 +7,6 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use kforge_pki::SecretsBundle;
 use kforge_sim::harness::{ClusterSpec, SimBinary, SimCluster};
 use kforge_talos_api::proto::machine as pb;
 use kforge_talos_api::{
@@ -15,6 +14,8 @@ use kforge_talos_api::{
     RetryPolicy, ServiceAction, TalosClient, Targets,
 };
 use x509_parser::prelude::{FromDer, X509Certificate};
+
+mod support;
 
 /// `expect` that shows the error and its causes (Display), not just a Debug dump.
 trait OrFail<T> {
@@ -42,18 +43,9 @@ fn binary() -> SimBinary {
     SimBinary::new(env!("CARGO_BIN_EXE_kforge-sim"))
 }
 
-fn secrets() -> SecretsBundle {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/talsecret.yaml"
-    ))
-    .expect("fixture secrets");
-    SecretsBundle::from_yaml(&text).unwrap_or_else(|e| panic!("fixture secrets: {e}"))
-}
-
 fn spec(name: &str, subnet: [u8; 3], cps: usize, workers: usize) -> ClusterSpec {
     let mut s = ClusterSpec::new(name, subnet, cps, workers);
-    s.secrets = Some(secrets());
+    s.secrets = Some(support::secrets());
     s
 }
 

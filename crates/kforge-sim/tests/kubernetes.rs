@@ -13,10 +13,11 @@ use kforge_deploy::kube_http::{HttpKubeApi, HttpKubeConnector, HttpKubeOptions};
 use kforge_deploy::plan::{KubeconfigOutput, PlanOptions};
 use kforge_deploy::talos::{TalosApi, TalosApiOptions, TalosCredentials};
 use kforge_deploy::{DrillOptions, FileStateStore, HealthOptions};
-use kforge_pki::SecretsBundle;
 use kforge_secret::SecretString;
 use kforge_sim::harness::{ClusterSpec, SimBinary, SimCluster};
 use serde_json::{Value, json};
+
+mod support;
 
 /// `expect` that shows the error and its causes (Display), not just a Debug dump.
 trait OrFail<T> {
@@ -44,18 +45,9 @@ fn binary() -> SimBinary {
     SimBinary::new(env!("CARGO_BIN_EXE_kforge-sim"))
 }
 
-fn secrets() -> SecretsBundle {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/talsecret.yaml"
-    ))
-    .expect("fixture secrets");
-    SecretsBundle::from_yaml(&text).unwrap_or_else(|e| panic!("fixture secrets: {e}"))
-}
-
 fn spec(name: &str, subnet: [u8; 3]) -> ClusterSpec {
     let mut s = ClusterSpec::new(name, subnet, 3, 1);
-    s.secrets = Some(secrets());
+    s.secrets = Some(support::secrets());
     s.vip = true;
     s.worker_extra = Some(kforge_sim::harness::VALIDATOR_WORKER.into());
     s.meminfo_total = "64GiB".into();
