@@ -60,6 +60,7 @@ use kforge_sim::harness::{ClusterSpec, SimBinary, SimCluster};
 
 #[path = "../tests/support/mod.rs"]
 mod support;
+use support::OrFail;
 
 /// The fixed simulated reboot after an apply.
 const BOOT_DELAY: Duration = Duration::from_secs(3);
@@ -76,16 +77,6 @@ fn spec(name: &str, subnet: [u8; 3], workers: usize) -> ClusterSpec {
         s.root = Some(std::path::PathBuf::from(root).join(name));
     }
     s
-}
-
-fn fail(what: &str, e: &dyn std::error::Error) -> ! {
-    let mut text = format!("{what}: {e}");
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(&format!("\nCaused by: {cause}"));
-        source = cause.source();
-    }
-    panic!("{text}");
 }
 
 /// When each engine phase last reported Done, relative to the start of `up`.
@@ -137,16 +128,16 @@ async fn run(name: &str, subnet: [u8; 3], workers: usize, binary: &SimBinary) ->
     let t = Instant::now();
     let cluster = SimCluster::start(spec(name, subnet, workers), binary)
         .await
-        .unwrap_or_else(|e| fail("cluster starts", &e));
+        .or_fail("cluster starts");
     eprintln!(
         "{name}: {} nodes listening in {:.1}s",
         cluster.nodes().len(),
         t.elapsed().as_secs_f64()
     );
     let desired = DesiredCluster::from_rendered(cluster.name(), cluster.rendered_nodes(), None)
-        .unwrap_or_else(|e| fail("desired cluster", &e));
-    let credentials = TalosCredentials::from_talosconfig(&cluster.talosconfig(), None)
-        .unwrap_or_else(|e| fail("credentials", &e));
+        .or_fail("desired cluster");
+    let credentials =
+        TalosCredentials::from_talosconfig(&cluster.talosconfig(), None).or_fail("credentials");
     let api = TalosApi::new(credentials, TalosApiOptions::default());
     let connector = HttpKubeConnector {
         options: HttpKubeOptions::default(),
@@ -173,7 +164,7 @@ async fn run(name: &str, subnet: [u8; 3], workers: usize, binary: &SimBinary) ->
     let t0 = Instant::now();
     let (_plan, report) = kforge_deploy::execute::up(&desired, apis, &phases, &options)
         .await
-        .unwrap_or_else(|e| fail("kforge up", &e));
+        .or_fail("kforge up");
     let wall = t0.elapsed().as_secs_f64();
     assert!(report.changed);
     let start = unix(start);

@@ -16,28 +16,7 @@ use kforge_talos_api::{
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 mod support;
-
-/// `expect` that shows the error and its causes (Display), not just a Debug dump.
-trait OrFail<T> {
-    fn or_fail(self, what: &str) -> T;
-}
-
-impl<T, E: std::error::Error> OrFail<T> for Result<T, E> {
-    fn or_fail(self, what: &str) -> T {
-        match self {
-            Ok(v) => v,
-            Err(e) => {
-                let mut text = format!("{what}: {e}");
-                let mut source = e.source();
-                while let Some(cause) = source {
-                    text.push_str(&format!("\nCaused by: {cause}"));
-                    source = cause.source();
-                }
-                panic!("{text}");
-            }
-        }
-    }
-}
+use support::OrFail;
 
 fn binary() -> SimBinary {
     SimBinary::new(env!("CARGO_BIN_EXE_kforge-sim"))

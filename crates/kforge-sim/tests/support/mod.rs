@@ -11,3 +11,25 @@ pub fn secrets() -> SecretsBundle {
     .expect("fixture secrets");
     SecretsBundle::from_yaml(&text).unwrap_or_else(|e| panic!("fixture secrets: {e}"))
 }
+
+/// `expect` that shows the error and its causes (Display), not just a Debug dump.
+pub trait OrFail<T> {
+    fn or_fail(self, what: &str) -> T;
+}
+
+impl<T, E: std::error::Error> OrFail<T> for Result<T, E> {
+    fn or_fail(self, what: &str) -> T {
+        match self {
+            Ok(v) => v,
+            Err(e) => {
+                let mut text = format!("{what}: {e}");
+                let mut source = e.source();
+                while let Some(cause) = source {
+                    text.push_str(&format!("\nCaused by: {cause}"));
+                    source = cause.source();
+                }
+                panic!("{text}");
+            }
+        }
+    }
+}
