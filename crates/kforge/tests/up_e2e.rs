@@ -520,6 +520,91 @@ fn infra_like_three_plus_three_up_then_health() {
     env.health_ok();
 }
 
+/// A changed cluster file on a running cluster: the plan shows the one node whose config
+/// differs and the difference, `up` applies it over mutual TLS (not in maintenance mode)
+/// to that node only, and afterwards the plan is empty again.
+#[test]
+fn a_changed_node_config_is_planned_with_its_diff_and_applied_to_that_node_only() {
+    let env = Env::start(spec("e2e-change", 8, 1, 1));
+    let first = env.up_ok(&[]);
+    env.assert_bootstrapped_once(&first);
+
+    let file = std::fs::read_to_string(env.cluster_file()).unwrap();
+    let worker = "  - hostname: w-1\n";
+    assert!(file.contains(worker), "cluster file:\n{file}");
+    let changed = file.replace(
+        worker,
+        &format!("{worker}    nodeLabels:\n      kforge.test/tier: edge\n"),
+    );
+    std::fs::write(env.cluster_file(), changed).unwrap();
+
+    let plan = run(
+        env.command(&["plan", "--write-kubeconfig", "--output", "plain"]),
+        UP_DEADLINE,
+        &env,
+    );
+    if !plan.success {
+        env.fail("`kforge plan` failed", &plan);
+    }
+    let w1_row = plan
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("w-1 "))
+        .unwrap_or_default();
+    if !w1_row.contains("authenticated, mode auto") {
+        env.fail("the plan applies w-1 authenticated, in mode auto", &plan);
+    }
+    let diff_at = plan
+        .stdout
+        .find("Config changes")
+        .unwrap_or_else(|| env.fail("the plan has no config changes section", &plan));
+    let diff = &plan.stdout[diff_at..];
+    if !diff.contains("kforge.test/tier: edge") || diff.contains("cp-1") {
+        env.fail(
+            "the plan's diff shows the new label on w-1 and nothing for cp-1",
+            &plan,
+        );
+    }
+
+    let second = env.up_ok(&[]);
+    let applied: Vec<String> = second
+        .events()
+        .iter()
+        .filter(|e| e["phase"] == "apply" && e["status"] == "done")
+        .map(|e| e["node"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let messages: Vec<String> = second
+        .events()
+        .iter()
+        .filter(|e| e["phase"] == "apply" && e["status"] == "done")
+        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+        .collect();
+    if !messages
+        .iter()
+        .all(|m| m.starts_with("applied config (mode auto"))
+    {
+        env.fail(
+            &format!("w-1 is applied over mutual TLS, mode auto: {messages:?}"),
+            &second,
+        );
+    }
+    if applied != ["w-1"] {
+        env.fail(
+            &format!("only w-1 gets a new config, got {applied:?}"),
+            &second,
+        );
+    }
+    if second.count("bootstrap", "started") != 0 {
+        env.fail("a config change must not bootstrap", &second);
+    }
+    env.assert_bootstrapped_once(&second);
+
+    let after = env.up_ok(&[]);
+    if !after.stderr.contains("is up to date; nothing changed") {
+        env.fail("after the change is applied, `up` is a no-op", &after);
+    }
+}
+
 /// `kforge up` SIGKILLed at `at` on a fresh 1+1 cluster (a worker with a profile, so that
 /// every phase has work), then run again: it completes, etcd bootstrapped exactly once,
 /// and a third run changes nothing.
