@@ -49,6 +49,7 @@ pub struct DrillOptions {
     pub phase_timeout: Duration,
     /// Deadline of the rejoin phase (etcd catching up can take longer).
     pub rejoin_timeout: Duration,
+    /// The longest pause between probes (the first ones come after 200 ms).
     pub interval: Duration,
     pub call_timeout: Duration,
     pub field_manager: String,
@@ -205,7 +206,9 @@ impl Drill<'_> {
     ) -> Result<T, String> {
         let r: Result<T, WaitError<String>> = poll_until(
             what,
-            WaitLimits::new(timeout, self.opts.interval),
+            // Fast first probes: the drill reports how long failover took, and a fixed
+            // interval would add up to a whole interval to every phase.
+            WaitLimits::adaptive(timeout, Duration::from_millis(200), self.opts.interval),
             self.opts.call_timeout * 4,
             |seen| {
                 self.emit

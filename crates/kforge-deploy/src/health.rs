@@ -578,7 +578,11 @@ enum Which {
     Schedulable,
 }
 
-/// Name, own deadline, poll interval — in Talos's order.
+/// The pause before a check's second probe; later pauses grow with the time waited up
+/// to the check's own interval.
+const FIRST_PROBE_PAUSE: Duration = Duration::from_millis(200);
+
+/// Name, own deadline, longest poll interval — in Talos's order.
 const CHECKS: &[(&str, Which, u64, u64)] = &[
     ("etcd to be healthy", Which::EtcdHealthy, 300, 5),
     (
@@ -655,7 +659,13 @@ pub async fn health(
                 .unwrap_or(Duration::from_secs(s))
         };
         let left = deadline.saturating_duration_since(Instant::now());
-        let limits = WaitLimits::new(scale(timeout_s).min(left), scale(interval_s));
+        // Talos's interval is the longest pause; the first probes come sooner (as in
+        // `up`), so a check that is about to pass does not cost a whole interval.
+        let limits = WaitLimits::adaptive(
+            scale(timeout_s).min(left),
+            FIRST_PROBE_PAUSE,
+            scale(interval_s),
+        );
         emit.emit(Phase::Health, None, Status::Started, name);
         let began = Instant::now();
         let ctx = &ctx;
