@@ -1,8 +1,10 @@
 //! The secret values a machine config embeds, as the renderer needs them: base64 PEM text
-//! and tokens exactly as they stand in the secrets bundle. `kforge-pki` owns the bundle and
-//! produces this; keeping it a plain input here keeps rendering independent of how secrets
-//! are generated or stored.
+//! and tokens exactly as they stand in the secrets bundle. `kforge-pki` owns the bundle;
+//! [`ClusterSecrets::from_bundle`] is the one conversion. Rendering takes this plain input,
+//! so it stays independent of how secrets are generated or stored (tests and the fuzzer
+//! pass placeholders).
 
+use kforge_pki::SecretsBundle;
 use kforge_secret::SecretString;
 
 /// A certificate (public, base64 PEM) and its key (secret, base64 PEM).
@@ -30,6 +32,29 @@ pub struct ClusterSecrets {
     pub k8s_aggregator: CertAndKey,
     pub k8s_service_account_key: SecretString,
     pub etcd: CertAndKey,
+}
+
+impl ClusterSecrets {
+    /// The values machine configs embed, from the bundle.
+    pub fn from_bundle(b: &SecretsBundle) -> ClusterSecrets {
+        let pair = |crt: &str, key: &SecretString| CertAndKey {
+            crt: crt.to_string(),
+            key: key.clone(),
+        };
+        ClusterSecrets {
+            cluster_id: SecretString::from(b.cluster_id().to_string()),
+            cluster_secret: b.cluster_secret().clone(),
+            bootstrap_token: b.bootstrap_token().clone(),
+            secretbox_encryption_secret: b.secretbox_encryption_secret().cloned(),
+            aescbc_encryption_secret: b.aescbc_encryption_secret().cloned(),
+            trustd_token: b.trustd_token().clone(),
+            os: pair(b.os_ca_crt(), b.os_ca_key()),
+            k8s: pair(b.k8s_ca_crt(), b.k8s_ca_key()),
+            k8s_aggregator: pair(b.k8s_aggregator_ca_crt(), b.k8s_aggregator_ca_key()),
+            k8s_service_account_key: b.k8s_service_account_key().clone(),
+            etcd: pair(b.etcd_ca_crt(), b.etcd_ca_key()),
+        }
+    }
 }
 
 /// Paths in a rendered config that hold secret values, for redacting diffs and logs.

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
+use kforge_machine::ClusterSecrets;
 use kforge_machine::profile::Expectation;
-use kforge_machine::{CertAndKey, ClusterSecrets};
 use kforge_pki::{IssuedCertificate, SecretsBundle, Talosconfig};
 use kforge_secret::SecretString;
 use kforge_spec::load::SourceReader;
@@ -317,34 +317,6 @@ impl SourceReader for MemoryReader {
     }
 }
 
-fn cluster_secrets(b: &SecretsBundle) -> ClusterSecrets {
-    ClusterSecrets {
-        cluster_id: SecretString::from(b.cluster_id().to_string()),
-        cluster_secret: b.cluster_secret().clone(),
-        bootstrap_token: b.bootstrap_token().clone(),
-        secretbox_encryption_secret: b.secretbox_encryption_secret().cloned(),
-        aescbc_encryption_secret: b.aescbc_encryption_secret().cloned(),
-        trustd_token: b.trustd_token().clone(),
-        os: CertAndKey {
-            crt: b.os_ca_crt().to_string(),
-            key: b.os_ca_key().clone(),
-        },
-        k8s: CertAndKey {
-            crt: b.k8s_ca_crt().to_string(),
-            key: b.k8s_ca_key().clone(),
-        },
-        k8s_aggregator: CertAndKey {
-            crt: b.k8s_aggregator_ca_crt().to_string(),
-            key: b.k8s_aggregator_ca_key().clone(),
-        },
-        k8s_service_account_key: b.k8s_service_account_key().clone(),
-        etcd: CertAndKey {
-            crt: b.etcd_ca_crt().to_string(),
-            key: b.etcd_ca_key().clone(),
-        },
-    }
-}
-
 /// One rendered node config.
 pub struct RenderedConfig {
     pub hostname: String,
@@ -420,11 +392,11 @@ pub fn render_nodes(
     if !problems.is_empty() {
         return Err(HarnessError::Render { problems });
     }
-    kforge_machine::render_cluster(&cluster, &cluster_secrets(bundle), &reader).map_err(|d| {
-        HarnessError::Render {
+    kforge_machine::render_cluster(&cluster, &ClusterSecrets::from_bundle(bundle), &reader).map_err(
+        |d| HarnessError::Render {
             problems: d.iter().map(describe).collect(),
-        }
-    })
+        },
+    )
 }
 
 fn find_in_path(program: &str) -> Option<PathBuf> {

@@ -111,8 +111,11 @@ pub fn generate(args: &GenconfigArgs, reader: &FsReader) -> Result<Option<Genera
             return Err(e);
         }
     };
-    let rendered = match kforge_machine::render_cluster(&cluster, &cluster_secrets(&bundle), reader)
-    {
+    let rendered = match kforge_machine::render_cluster(
+        &cluster,
+        &ClusterSecrets::from_bundle(&bundle),
+        reader,
+    ) {
         Ok(r) => r,
         Err(mut e) => {
             diags.append(&mut e);
@@ -364,35 +367,6 @@ fn secrets(
                     .collect(),
             ))
         }
-    }
-}
-
-/// The values machine configs embed, from the bundle.
-pub fn cluster_secrets(b: &SecretsBundle) -> ClusterSecrets {
-    ClusterSecrets {
-        cluster_id: SecretString::from(b.cluster_id().to_string()),
-        cluster_secret: b.cluster_secret().clone(),
-        bootstrap_token: b.bootstrap_token().clone(),
-        secretbox_encryption_secret: b.secretbox_encryption_secret().cloned(),
-        aescbc_encryption_secret: b.aescbc_encryption_secret().cloned(),
-        trustd_token: b.trustd_token().clone(),
-        os: CertAndKey {
-            crt: b.os_ca_crt().to_string(),
-            key: b.os_ca_key().clone(),
-        },
-        k8s: CertAndKey {
-            crt: b.k8s_ca_crt().to_string(),
-            key: b.k8s_ca_key().clone(),
-        },
-        k8s_aggregator: CertAndKey {
-            crt: b.k8s_aggregator_ca_crt().to_string(),
-            key: b.k8s_aggregator_ca_key().clone(),
-        },
-        k8s_service_account_key: b.k8s_service_account_key().clone(),
-        etcd: CertAndKey {
-            crt: b.etcd_ca_crt().to_string(),
-            key: b.etcd_ca_key().clone(),
-        },
     }
 }
 
