@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use kforge_machine::{CertAndKey, ClusterSecrets, RenderedNode};
 use kforge_pki::{SecretsBundle, Talosconfig};
 use kforge_secret::SecretString;
@@ -497,9 +497,10 @@ pub fn parse_go_duration(s: &str) -> Result<Duration> {
         if num_len == 0 {
             bail!("expected a number at `{rest}`");
         }
-        let n: f64 = rest[..num_len]
+        let number = &rest[..num_len];
+        let n: f64 = number
             .parse()
-            .with_context(|| format!("`{}` is not a number", &rest[..num_len]))?;
+            .with_context(|| format!("`{number}` is not a number"))?;
         rest = &rest[num_len..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
@@ -511,12 +512,15 @@ pub fn parse_go_duration(s: &str) -> Result<Duration> {
             "ms" => 1e-3,
             "us" | "µs" => 1e-6,
             "ns" => 1e-9,
+            "" => {
+                bail!("`{number}` has no unit (expected h, m, s, ms, us or ns, e.g. `{number}s`)")
+            }
             u => bail!("unknown unit `{u}` (expected h, m, s, ms, us or ns)"),
         };
         total += n * mult;
         rest = &rest[unit_len..];
     }
-    Ok(Duration::from_secs_f64(total))
+    Duration::try_from_secs_f64(total).map_err(|_| anyhow!("`{s}` is too long a duration"))
 }
 
 /// Prints a unified diff of `path` against `new`, with every secret replaced by a short
@@ -593,6 +597,13 @@ mod tests {
             Duration::from_secs(5400)
         );
         assert!(parse_go_duration("5d").is_err());
+        assert!(
+            parse_go_duration("5")
+                .unwrap_err()
+                .to_string()
+                .contains("`5` has no unit")
+        );
+        assert!(parse_go_duration("99999999999999999999999h").is_err());
     }
 
     #[test]
